@@ -1,0 +1,194 @@
+/**
+ * Choosing and initialising the TensorFlow.js backend — the one place that does it.
+ *
+ * Order for `auto` (best first): `tensorflow` (tfjs-node-gpu when it loads and sees a GPU, else tfjs-node) →
+ * `webgpu` on a real (non-fallback) adapter → `wasm` → `cpu`. Every backend that is not taken gets a reason,
+ * which `deno task doctor` prints.
+ *
+ * tfjs-node cannot be installed on machines without Google storage access (its install script downloads
+ * libtensorflow), so it is loaded only when asked for or when its package is present in node_modules; its
+ * absence never breaks the other backends.
+ */
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+
+export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
+export type BackendName = (typeof BACKENDS)[number];
+/** A backend that can actually run (`auto` resolved). */
+export type ConcreteBackend = Exclude<BackendName, "auto">;
+
+export interface BackendProbe {
+  name: ConcreteBackend;
+  available: boolean;
+  /** Why not available, or what exactly is used (e.g. "tfjs-node-gpu, 2 GPUs"). */
+  detail: string;
+}
+
+export interface BackendChoice {
+  /** The backend now active in tf. */
+  name: ConcreteBackend;
+  detail: string;
+  /** Backends tried before it (for `auto`) and why each was not taken. */
+  skipped: BackendProbe[];
+}
+
+const TFJS_NODE_VERSION = "4.22.0";
+const INSTALL_HINT = "install it as the README's multi-GPU section says " +
+  "(npm package @tensorflow/tfjs-node-gpu@4.22.0 with CUDA 11.2 + cuDNN 8.1, run with --allow-scripts, " +
+  "binding copied to lib/napi-v<N>)";
+
+export function isBackendName(s: string): s is BackendName {
+  return (BACKENDS as readonly string[]).includes(s);
+}
+
+/** Is an npm package present in the project's node_modules (without importing it)? */
+function packagePresent(pkg: string): boolean {
+  const root = new URL("../node_modules/", import.meta.url);
+  try {
+    return Deno.statSync(new URL(`${pkg}/package.json`, root)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** How many GPUs nvidia-smi lists (0 when it is absent); tfjs-node-gpu itself cannot tell us cheaply. */
+async function countGpus(): Promise<number> {
+  try {
+    const out = await new Deno.Command("nvidia-smi", { args: ["-L"], stdout: "piped", stderr: "null" })
+      .output();
+    if (!out.success) return 0;
+    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("GPU ")).length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Load tfjs-node(-gpu). It registers the `tensorflow` backend on the same tfjs-core instance (same version).
+ * The specifier is built at run time so that `deno check`/`deno install` never resolve it here.
+ */
+async function loadTfjsNode(explicit: boolean): Promise<BackendProbe> {
+  const candidates = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
+  const reasons: string[] = [];
+  const gpus = await countGpus();
+  for (const pkg of candidates) {
+    if (pkg.endsWith("-gpu") && gpus === 0) {
+      reasons.push(`${pkg}: no NVIDIA GPU visible (nvidia-smi lists none)`);
+      continue;
+    }
+    if (!explicit && !packagePresent(pkg)) {
+      reasons.push(`${pkg}: not installed`);
+      continue;
+    }
+    try {
+      const spec = ["npm:", pkg, "@", TFJS_NODE_VERSION].join("");
+      await import(spec);
+      if (
+        tf.findBackend("tensorflow") === undefined && tf.engine().registryFactory["tensorflow"] === undefined
+      ) {
+        reasons.push(`${pkg}: loaded but registered no 'tensorflow' backend`);
+        continue;
+      }
+      return {
+        name: "tensorflow",
+        available: true,
+        detail: pkg + (pkg.endsWith("-gpu") ? `, ${gpus} GPU(s)` : ""),
+      };
+    } catch (e) {
+      const msg = (e as Error).message.split("\n")[0];
+      reasons.push(`${pkg}: failed to load (${msg.slice(0, 160)})`);
+    }
+  }
+  return { name: "tensorflow", available: false, detail: `${reasons.join("; ")} — ${INSTALL_HINT}` };
+}
+
+async function probeWebgpu(): Promise<BackendProbe> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) return { name: "webgpu", available: false, detail: "this runtime has no navigator.gpu" };
+  let adapter: GPUAdapter | null = null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    return { name: "webgpu", available: false, detail: `requestAdapter failed: ${(e as Error).message}` };
+  }
+  if (!adapter) {
+    return { name: "webgpu", available: false, detail: "no WebGPU adapter (install a Vulkan driver)" };
+  }
+  const info = adapter.info;
+  const desc = [info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(" ");
+  // deno-lint-ignore no-explicit-any
+  const fallback = (info as any).isFallbackAdapter ?? (adapter as any).isFallbackAdapter ?? false;
+  if (fallback) {
+    return {
+      name: "webgpu",
+      available: false,
+      detail: `only a fallback (software) adapter: ${desc || "unknown"}; slower than wasm here ` +
+        "(choose it explicitly with --backend webgpu)",
+    };
+  }
+  return { name: "webgpu", available: true, detail: desc || "WebGPU adapter" };
+}
+
+async function probe(name: ConcreteBackend, explicit: boolean): Promise<BackendProbe> {
+  switch (name) {
+    case "tensorflow":
+      return await loadTfjsNode(explicit);
+    case "webgpu": {
+      const p = await probeWebgpu();
+      // Asked for by name, a fallback adapter is still usable (e.g. Mesa lavapipe for numerical checks).
+      if (explicit && !p.available && p.detail.startsWith("only a fallback")) {
+        return { ...p, available: true };
+      }
+      return p;
+    }
+    case "wasm":
+      return { name, available: true, detail: "tfjs-backend-wasm, SIMD, single-threaded under Deno" };
+    case "cpu":
+      return { name, available: true, detail: "pure JavaScript (reference speed)" };
+  }
+}
+
+async function activate(name: ConcreteBackend): Promise<void> {
+  if (name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new Error(`backend '${name}' failed to initialise`);
+  await tf.ready();
+}
+
+/** Probe every concrete backend (for `deno task doctor`); does not change the active backend. */
+export async function probeAll(): Promise<BackendProbe[]> {
+  const out: BackendProbe[] = [];
+  for (const name of BACKENDS) if (name !== "auto") out.push(await probe(name, false));
+  return out;
+}
+
+/**
+ * Make `requested` the active tf backend. `auto` takes the first available in the documented order.
+ * An explicit backend that is not available is an error that says why.
+ */
+export async function initBackend(requested: BackendName | string = "auto"): Promise<BackendChoice> {
+  if (!isBackendName(requested)) {
+    throw new Error(`unknown backend '${requested}' (choose one of ${BACKENDS.join(", ")})`);
+  }
+  if (requested !== "auto") {
+    const p = await probe(requested, true);
+    if (!p.available) throw new Error(`backend '${requested}' is not available: ${p.detail}`);
+    await activate(requested);
+    return { name: requested, detail: p.detail, skipped: [] };
+  }
+  const skipped: BackendProbe[] = [];
+  for (const name of ["tensorflow", "webgpu", "wasm", "cpu"] as const) {
+    const p = await probe(name, false);
+    if (p.available) {
+      try {
+        await activate(name);
+        return { name, detail: p.detail, skipped };
+      } catch (e) {
+        skipped.push({ ...p, available: false, detail: (e as Error).message });
+        continue;
+      }
+    }
+    skipped.push(p);
+  }
+  throw new Error("no TensorFlow.js backend could be initialised");
+}

@@ -1,0 +1,132 @@
+/**
+ * Loading and saving model weights with timm's key names, for any model of this project.
+ *
+ * Every key and shape is checked: a missing, unexpected or mis-shaped tensor is an error that names it. A
+ * non-strict load (fine-tuning) skips classifier heads whose class count differs and reports them. A model may
+ * adapt a tensor it knows how to (the ViT resamples a position embedding to its grid).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { CheckpointError, type HostTensor, numel, type StateDict } from "./io/tensor.ts";
+import { readCheckpointFile } from "./io/checkpoint.ts";
+import { writeSafetensors } from "./io/safetensors.ts";
+
+/** What a model exposes so that checkpoints can be loaded into it and written from it. */
+export interface Loadable {
+  /** timm name → weight in the model's internal layout. */
+  readonly params: Map<string, tf.Variable>;
+  /** timm name → shape as PyTorch stores it. */
+  torchShapes(): Map<string, number[]>;
+  /** Reorder torch-layout data into the internal layout of `name`. */
+  toInternal(name: string, torchShape: readonly number[], data: Float32Array): Float32Array;
+  /** Inverse of `toInternal`. */
+  toTorch(name: string, torchShape: readonly number[], data: Float32Array): Float32Array;
+  /** Classifier weights a non-strict load may skip when the class count differs. */
+  readonly headNames: readonly string[];
+  /** Turn a mis-shaped tensor into the right shape where the model has a rule for it, else null. */
+  adapt?(name: string, t: HostTensor): { tensor: HostTensor; note: string } | null;
+}
+
+export interface LoadOptions {
+  /** false: skip heads whose class count differs (fine-tuning); default true. */
+  strict?: boolean;
+  /** Name used in error messages (the file). */
+  source?: string;
+}
+
+export interface LoadReport {
+  loaded: number;
+  /** Keys skipped by a non-strict load, with the reason. */
+  skipped: string[];
+  /** Tensors adapted to the model (e.g. a resampled position embedding). */
+  adapted: string[];
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Copy a state dict (torch layout) into the model, checking every key and shape first. */
+export function loadStateDict(model: Loadable, sd: StateDict, opts: LoadOptions = {}): LoadReport {
+  const strict = opts.strict ?? true;
+  const src = opts.source ?? "state dict";
+  const expected = model.torchShapes();
+  const missing = [...expected.keys()].filter((k) => !sd.has(k));
+  const unexpected = [...sd.keys()].filter((k) => !expected.has(k));
+  const problems: string[] = [];
+  const skipped: string[] = [];
+  const adapted: string[] = [];
+  const ready = new Map<string, HostTensor>();
+
+  const skippableHead = (k: string) => !strict && model.headNames.includes(k);
+  for (const k of missing) {
+    if (skippableHead(k)) skipped.push(`${k} (not in checkpoint; kept initialised)`);
+    else problems.push(`missing key '${k}' (expected shape [${expected.get(k)}])`);
+  }
+  for (const k of unexpected) {
+    if (skippableHead(k) || (!strict && /^head(_dist)?\./.test(k))) {
+      skipped.push(`${k} (model has no such head)`);
+    } else problems.push(`unexpected key '${k}' (shape [${sd.get(k)!.shape}])`);
+  }
+  for (const [k, shape] of expected) {
+    const t = sd.get(k);
+    if (!t) continue;
+    if (t.dtype === "BOOL" || !(t.data instanceof Float32Array)) {
+      problems.push(`'${k}' has dtype ${t.dtype}, expected a float tensor`);
+      continue;
+    }
+    if (sameShape(t.shape, shape)) {
+      ready.set(k, t);
+      continue;
+    }
+    const a = model.adapt?.(k, t);
+    if (a) {
+      ready.set(k, a.tensor);
+      adapted.push(a.note);
+    } else if (skippableHead(k)) {
+      skipped.push(
+        `${k} (checkpoint [${t.shape}] vs model [${shape}]: class count differs; kept initialised)`,
+      );
+    } else {
+      problems.push(`'${k}' has shape [${t.shape}], the model expects [${shape}]`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new CheckpointError(`${src} does not fit the model:\n  ${problems.join("\n  ")}`);
+  }
+  // All checks passed: only now touch the model, so a failed load leaves it unchanged.
+  for (const [k, t] of ready) {
+    const v = model.params.get(k)!;
+    const data = model.toInternal(k, t.shape, t.data as Float32Array);
+    tf.tidy(() => v.assign(tf.tensor(data, v.shape, "float32")));
+  }
+  return { loaded: ready.size, skipped, adapted };
+}
+
+/** The model's weights as a state dict in torch layout (timm keys). */
+export function stateDictOf(model: Loadable): StateDict {
+  const sd: StateDict = new Map();
+  for (const [k, shape] of model.torchShapes()) {
+    const v = model.params.get(k)!;
+    // dataSync may hand out the backend's own buffer: copy before anything can alias it.
+    const data = model.toTorch(k, shape, (v.dataSync() as Float32Array).slice());
+    if (data.length !== numel(shape)) {
+      throw new Error(`internal: ${k} has ${data.length} values for [${shape}]`);
+    }
+    sd.set(k, { dtype: "F32", shape, data });
+  }
+  return sd;
+}
+
+/** Read a `.pth` or `.safetensors` file and load it into the model. */
+export async function loadCheckpoint(
+  model: Loadable,
+  path: string,
+  opts: LoadOptions = {},
+): Promise<LoadReport> {
+  const file = await readCheckpointFile(path);
+  return loadStateDict(model, file.stateDict, { source: path, ...opts });
+}
+
+/** Write the model's weights as `.safetensors` (atomically: temp file + rename). */
+export async function saveSafetensors(model: Loadable, path: string, metadata: Record<string, string> = {}) {
+  await writeSafetensors(path, stateDictOf(model), metadata);
+}

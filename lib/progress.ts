@@ -1,0 +1,50 @@
+/**
+ * Progress for long work: a redrawn bar on a terminal, plain lines (at most one every few seconds) in a pipe.
+ */
+export class Progress {
+  readonly #total: number;
+  readonly #label: string;
+  readonly #tty: boolean;
+  readonly #start = performance.now();
+  #lastLine = 0;
+  readonly #enc = new TextEncoder();
+
+  constructor(total: number, label: string, opts: { tty?: boolean } = {}) {
+    this.#total = total;
+    this.#label = label;
+    this.#tty = opts.tty ?? Deno.stderr.isTerminal();
+  }
+
+  /** Seconds since start. */
+  get elapsed(): number {
+    return (performance.now() - this.#start) / 1000;
+  }
+
+  update(done: number, info = ""): void {
+    const now = performance.now();
+    const final = done >= this.#total;
+    if (!this.#tty && !final && now - this.#lastLine < 5000) return;
+    this.#lastLine = now;
+    const frac = this.#total > 0 ? Math.min(done / this.#total, 1) : 1;
+    const el = this.elapsed;
+    const eta = frac > 0 ? el / frac - el : NaN;
+    const time = `${fmtSeconds(el)}${final ? "" : ` ETA ${fmtSeconds(eta)}`}`;
+    const head = `${this.#label} ${done}/${this.#total}`;
+    if (this.#tty) {
+      const width = 24, filled = Math.round(frac * width);
+      const bar = "█".repeat(filled) + "░".repeat(width - filled);
+      Deno.stderr.writeSync(this.#enc.encode(`\r\x1b[2K${head} ${bar} ${info} ${time}${final ? "\n" : ""}`));
+    } else {
+      console.error(`${head} ${info} ${time}`.replace(/\s+/g, " "));
+    }
+  }
+}
+
+export function fmtSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60), h = Math.floor(m / 60);
+  return h > 0
+    ? `${h}h${String(m % 60).padStart(2, "0")}m`
+    : `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+}

@@ -1,0 +1,51 @@
+/**
+ * `deno task eval --model NAME --checkpoint FILE --data DIR [--predictions FILE.jsonl] [--batch-size N]
+ *  [--backend B]`: top-1 / top-5 of a checkpoint on an ImageFolder with DeiT's eval transform.
+ */
+import { initBackend } from "../lib/backend.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
+import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { scanImageFolder } from "../lib/data/imagefolder.ts";
+import { evaluate } from "../lib/eval.ts";
+import { buildModel } from "../lib/registry.ts";
+
+const USAGE = `usage: deno task eval --model NAME --checkpoint FILE(.pth|.safetensors) --data DIR
+       [--predictions FILE.jsonl] [--batch-size 32] [--backend auto|tensorflow|webgpu|wasm|cpu]
+DIR is an ImageFolder: one sub-folder per class, class index = position in the sorted folder names.`;
+
+await runMain(async () => {
+  const a = parseFlags(Deno.args, {
+    string: ["model", "checkpoint", "data", "predictions", "batch-size", "backend"],
+    default: { "batch-size": "32", backend: "auto" },
+  }, USAGE);
+  for (const k of ["model", "checkpoint", "data"]) {
+    if (!a[k]) throw new UsageError(`--${k} is required\n${USAGE}`);
+  }
+  const batchSize = intFlag(a["batch-size"], "batch-size");
+  const backend = await initBackend(String(a.backend));
+  const folder = await scanImageFolder(String(a.data));
+  const model = buildModel(String(a.model));
+  const report = await loadCheckpoint(model, String(a.checkpoint));
+  for (const note of report.adapted) console.error(`note: ${note}`);
+  if (folder.classes.length > model.config.numClasses) {
+    throw new UsageError(
+      `${a.data} has ${folder.classes.length} classes but the model has ${model.config.numClasses} outputs`,
+    );
+  }
+  console.error(
+    `${a.model} on ${backend.name}: ${folder.samples.length} images, ${folder.classes.length} classes`,
+  );
+  const r = await evaluate(model, folder.samples, {
+    size: model.config.imgSize,
+    batchSize,
+    predictionsPath: a.predictions ? String(a.predictions) : undefined,
+  });
+  for (const u of r.unreadable) console.error(`unreadable: ${u.file}: ${u.reason}`);
+  console.log(
+    `top-1 ${r.top1.toFixed(3)}%  top-5 ${r.top5.toFixed(3)}%  images ${r.count}` +
+      (r.unreadable.length ? ` (+${r.unreadable.length} unreadable)` : "") +
+      `  ${r.imagesPerS.toFixed(1)} images/s  (${backend.name}, batch ${batchSize})`,
+  );
+  if (a.predictions) console.error(`predictions written to ${a.predictions}`);
+  model.dispose();
+});
