@@ -67,7 +67,7 @@ async function countGpus(): Promise<number> {
  * Load tfjs-node(-gpu). It registers the `tensorflow` backend on the same tfjs-core instance (same version).
  * The specifier is built at run time so that `deno check`/`deno install` never resolve it here.
  */
-async function loadTfjsNode(explicit: boolean): Promise<BackendProbe> {
+async function loadTfjsNode(): Promise<BackendProbe> {
   const candidates = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
   const reasons: string[] = [];
   const gpus = await countGpus();
@@ -76,7 +76,9 @@ async function loadTfjsNode(explicit: boolean): Promise<BackendProbe> {
       reasons.push(`${pkg}: no NVIDIA GPU visible (nvidia-smi lists none)`);
       continue;
     }
-    if (!explicit && !packagePresent(pkg)) {
+    // Never fetched on the fly: a bare download has no native addon (its install script is what fetches
+    // libtensorflow), so only a package the user installed as the README says is tried.
+    if (!packagePresent(pkg)) {
       reasons.push(`${pkg}: not installed`);
       continue;
     }
@@ -132,7 +134,7 @@ async function probeWebgpu(): Promise<BackendProbe> {
 async function probe(name: ConcreteBackend, explicit: boolean): Promise<BackendProbe> {
   switch (name) {
     case "tensorflow":
-      return await loadTfjsNode(explicit);
+      return await loadTfjsNode();
     case "webgpu": {
       const p = await probeWebgpu();
       // Asked for by name, a fallback adapter is still usable (e.g. Mesa lavapipe for numerical checks).

@@ -91,7 +91,6 @@ export async function evaluate(model: Classifier, samples: Sample[], opts: EvalO
   } finally {
     out?.close();
   }
-  progress?.update(samples.length);
   const seconds = (performance.now() - start) / 1000;
   if (count === 0) throw new Error(`none of the ${samples.length} images could be read`);
   return {

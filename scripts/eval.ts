@@ -7,7 +7,7 @@ import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
 import { scanImageFolder } from "../lib/data/imagefolder.ts";
 import { evaluate } from "../lib/eval.ts";
-import { buildModel } from "../lib/registry.ts";
+import { buildModel, modelConfig } from "../lib/registry.ts";
 
 const USAGE = `usage: deno task eval --model NAME --checkpoint FILE(.pth|.safetensors) --data DIR
        [--predictions FILE.jsonl] [--batch-size 32] [--backend auto|tensorflow|webgpu|wasm|cpu]
@@ -22,6 +22,7 @@ await runMain(async () => {
     if (!a[k]) throw new UsageError(`--${k} is required\n${USAGE}`);
   }
   const batchSize = intFlag(a["batch-size"], "batch-size");
+  modelConfig(String(a.model)); // an unknown model name fails here, before any work
   const backend = await initBackend(String(a.backend));
   const folder = await scanImageFolder(String(a.data));
   const model = buildModel(String(a.model));
