@@ -6,12 +6,33 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../rng.ts";
+import { attentionCore, dense, gelu as geluFast } from "../ops.ts";
+
+/**
+ * `fast`: the ops of lib/ops.ts (hand-written gradients on plain 2-D matmuls, attention as a loop of 2-D
+ * matmuls). `reference`: the direct tf formulation, kept to check the fast path against (same values up to
+ * float rounding).
+ */
+export type Impl = "fast" | "reference";
 
 /** Looks a parameter up by its timm name. */
 export type ParamGetter = (name: string) => tf.Tensor;
 
 /** y = x·W + b for x `[M, in]`, W `[in, out]` → `[M, out]`. */
-export function linear(x: tf.Tensor2D, p: ParamGetter, prefix: string, bias = true): tf.Tensor2D {
+export function linear(
+  x: tf.Tensor2D,
+  p: ParamGetter,
+  prefix: string,
+  bias = true,
+  impl: Impl = "fast",
+): tf.Tensor2D {
+  if (impl === "fast") {
+    return dense(
+      x,
+      p(prefix + ".weight") as tf.Tensor2D,
+      bias ? p(prefix + ".bias") as tf.Tensor1D : undefined,
+    );
+  }
   const y = tf.matMul(x, p(prefix + ".weight")) as tf.Tensor2D;
   return bias ? tf.add(y, p(prefix + ".bias")) as tf.Tensor2D : y;
 }
@@ -24,7 +45,8 @@ export function layerNorm(x: tf.Tensor, p: ParamGetter, prefix: string, eps: num
 }
 
 /** The exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)) — not the tanh approximation (timm's nn.GELU default). */
-export function gelu(x: tf.Tensor): tf.Tensor {
+export function gelu(x: tf.Tensor, impl: Impl = "fast"): tf.Tensor {
+  if (impl === "fast") return geluFast(x);
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
 }
 
@@ -65,9 +87,11 @@ export function attention(
   s: AttentionShape,
   qkvBias: boolean,
   keepAttention?: tf.Tensor4D[],
+  impl: Impl = "fast",
 ): tf.Tensor2D {
   const { batch: B, tokens: T, heads: H, headDim: hd } = s;
-  const qkv = linear(x2d, p, prefix + ".qkv", qkvBias); // [B·T, 3D]
+  const qkv = linear(x2d, p, prefix + ".qkv", qkvBias, impl); // [B·T, 3D]
+  if (impl === "fast") return linear(attentionCore(qkv, s, keepAttention), p, prefix + ".proj", true, impl);
   // [B, T, 3, H, hd] → [3, B, H, T, hd]
   const parts = tf.transpose(tf.reshape(qkv, [B, T, 3, H, hd]), [2, 0, 3, 1, 4]);
   const [q, k, v] = tf.unstack(parts).map((t) => tf.reshape(t, [B * H, T, hd]) as tf.Tensor3D);
@@ -76,11 +100,17 @@ export function attention(
   if (keepAttention) keepAttention.push(tf.keep(tf.reshape(probs, [B, H, T, T])));
   const o = tf.matMul(probs, v); // [B·H, T, hd]
   const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]);
-  return linear(merged as tf.Tensor2D, p, prefix + ".proj");
+  return linear(merged as tf.Tensor2D, p, prefix + ".proj", true, impl);
 }
 
 /** fc1 → GELU → (dropout) → fc2 → (dropout), on `[M, D]`. */
-export function mlp(x2d: tf.Tensor2D, p: ParamGetter, prefix: string, drop: (t: tf.Tensor) => tf.Tensor) {
-  const h = drop(gelu(linear(x2d, p, prefix + ".fc1"))) as tf.Tensor2D;
-  return drop(linear(h, p, prefix + ".fc2")) as tf.Tensor2D;
+export function mlp(
+  x2d: tf.Tensor2D,
+  p: ParamGetter,
+  prefix: string,
+  drop: (t: tf.Tensor) => tf.Tensor,
+  impl: Impl = "fast",
+): tf.Tensor2D {
+  const h = drop(gelu(linear(x2d, p, prefix + ".fc1", true, impl), impl)) as tf.Tensor2D;
+  return drop(linear(h, p, prefix + ".fc2", true, impl)) as tf.Tensor2D;
 }

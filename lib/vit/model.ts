@@ -11,7 +11,16 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../rng.ts";
 import { tokenCounts, type ViTConfig, vitConfig, vitParamShapes } from "./config.ts";
-import { attention, dropout, dropPath, layerNorm, linear, mlp, type ParamGetter } from "./layers.ts";
+import {
+  attention,
+  dropout,
+  dropPath,
+  type Impl,
+  layerNorm,
+  linear,
+  mlp,
+  type ParamGetter,
+} from "./layers.ts";
 import { internalShape, toInternal, toTorch } from "./layout.ts";
 import { resamplePosEmbed } from "./posembed.ts";
 import type { HostTensor } from "../io/tensor.ts";
@@ -62,11 +71,14 @@ export class VisionTransformer implements Loadable {
   /** timm name → weight in internal layout (Linear `[in, out]`, patch embedding `[p·p·C, D]`). */
   readonly params: Map<string, tf.Variable>;
   readonly rng: Rng;
+  /** Which op implementations to use (see layers.ts); "fast" unless checking against "reference". */
+  impl: Impl;
   readonly #p: ParamGetter;
 
   /** A model with timm's initialisation, seeded. */
-  constructor(config: Partial<ViTConfig>, opts: { seed?: number } = {}) {
+  constructor(config: Partial<ViTConfig>, opts: { seed?: number; impl?: Impl } = {}) {
     this.config = vitConfig(config);
+    this.impl = opts.impl ?? "fast";
     this.rng = new Rng(opts.seed ?? 0);
     this.params = initParams(this.config, this.rng);
     this.#p = (name) => {
@@ -101,7 +113,7 @@ export class VisionTransformer implements Loadable {
       B * g * g,
       p * p * C,
     ]);
-    return linear(patches as tf.Tensor2D, this.#p, "patch_embed.proj");
+    return linear(patches as tf.Tensor2D, this.#p, "patch_embed.proj", true, this.impl);
   }
 
   /** Tokens after the final norm (and, on request, per-block tokens and attention maps). */
@@ -139,7 +151,13 @@ export class VisionTransformer implements Loadable {
         ),
       );
       const h1 = tf.add(x2d, dropPath(tf.reshape(a, [B, T, D]), rates[i], training, rng).reshape([B * T, D]));
-      const m = mlp(layerNorm(h1, p, b + "norm2", c.layerNormEps) as tf.Tensor2D, p, b + "mlp", drop);
+      const m = mlp(
+        layerNorm(h1, p, b + "norm2", c.layerNormEps) as tf.Tensor2D,
+        p,
+        b + "mlp",
+        drop,
+        this.impl,
+      );
       h = tf.reshape(
         tf.add(h1, dropPath(tf.reshape(m, [B, T, D]), rates[i], training, rng).reshape([B * T, D])),
         [B, T, D],
@@ -156,8 +174,8 @@ export class VisionTransformer implements Loadable {
     if (c.numClasses === 0) throw new Error("this model has no head (numClasses 0); use forwardFeatures");
     const [B, , D] = tokens.shape;
     const token = (i: number) => tf.reshape(tf.slice(tokens, [0, i, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
-    const cls = linear(token(0), this.#p, "head");
-    return c.distilled ? { cls, dist: linear(token(1), this.#p, "head_dist") } : { cls };
+    const cls = linear(token(0), this.#p, "head", true, this.impl);
+    return c.distilled ? { cls, dist: linear(token(1), this.#p, "head_dist", true, this.impl) } : { cls };
   }
 
   /** Logits `{cls, dist?}` for `[B, H, W, C]` input, in training and in eval mode alike. */

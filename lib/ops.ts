@@ -1,0 +1,143 @@
+/**
+ * Ops with hand-written gradients, shaped for what the wasm backend does fast.
+ *
+ * Measured on wasm (bench/NOTES.md): a plain 2-D matmul runs at 13–30 GFLOPS through XNNPACK, but a matmul
+ * with `transposeA`/`transposeB` — what tf's own MatMul gradient uses — or with a batch dimension falls to a
+ * generic loop at 1–2.5 GFLOPS. So every gradient here is a plain matmul on an explicitly transposed operand,
+ * and attention is a loop of 2-D matmuls instead of one batched matmul. The values are the same functions as
+ * the plain tf formulation (only float rounding differs); tests check both against the reference fixtures.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** y = x·W + b for x `[M, K]`, W `[K, N]`, b `[N]` → `[M, N]`. */
+export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
+  if (b) {
+    const f = tf.customGrad((x, w, b, save) => {
+      (save as tf.GradSaveFunc)([x as tf.Tensor2D, w as tf.Tensor2D]);
+      return {
+        value: tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b as tf.Tensor1D),
+        gradFunc: (dy, saved) => {
+          const [xs, ws] = saved as tf.Tensor2D[];
+          return [
+            denseGradX(dy as tf.Tensor2D, ws),
+            denseGradW(xs, dy as tf.Tensor2D),
+            tf.sum(dy as tf.Tensor2D, 0),
+          ];
+        },
+      };
+    });
+    return f(x, w, b) as tf.Tensor2D;
+  }
+  const f = tf.customGrad((x, w, save) => {
+    (save as tf.GradSaveFunc)([x as tf.Tensor2D, w as tf.Tensor2D]);
+    return {
+      value: tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
+      gradFunc: (dy, saved) => {
+        const [xs, ws] = saved as tf.Tensor2D[];
+        return [denseGradX(dy as tf.Tensor2D, ws), denseGradW(xs, dy as tf.Tensor2D)];
+      },
+    };
+  });
+  return f(x, w) as tf.Tensor2D;
+}
+
+/** dL/dx = dy·Wᵀ, `[M, N]`·`[N, K]`. */
+function denseGradX(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return tf.matMul(dy, tf.transpose(w));
+}
+
+/** dL/dW = xᵀ·dy, `[K, M]`·`[M, N]`. */
+function denseGradW(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
+  return tf.matMul(tf.transpose(x), dy);
+}
+
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+/**
+ * The exact GELU x·Φ(x) = x/2·(1 + erf(x/√2)), with its derivative Φ(x) + x·φ(x) written out so that the
+ * backward pass keeps only x (autodiff would keep every intermediate of the forward formula).
+ */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((x, save) => {
+    (save as tf.GradSaveFunc)([x as tf.Tensor]);
+    return {
+      value: tf.mul(tf.mul(x as tf.Tensor, 0.5), tf.add(tf.erf(tf.mul(x as tf.Tensor, Math.SQRT1_2)), 1)),
+      gradFunc: (dy, saved) => {
+        const [xs] = saved;
+        const cdf = tf.mul(tf.add(tf.erf(tf.mul(xs, Math.SQRT1_2)), 1), 0.5);
+        const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), INV_SQRT_2PI);
+        return [tf.mul(dy as tf.Tensor, tf.add(cdf, tf.mul(xs, pdf)))];
+      },
+    };
+  });
+  return f(x) as tf.Tensor;
+}
+
+export interface AttentionDims {
+  batch: number;
+  tokens: number;
+  heads: number;
+  headDim: number;
+}
+
+/**
+ * Multi-head attention core on the output of one qkv projection.
+ *
+ * `qkv` `[B·T, 3D]` with columns [q | k | v], each split into heads of `headDim` → `[B·T, D]`, the heads'
+ * outputs side by side (so the output projection follows directly). Per (sample, head): S = q·kᵀ/√d,
+ * P = softmax(S), O = P·v — each a plain 2-D matmul on slices of one pre-transposed K. When `keep` is given,
+ * the attention probabilities `[B, H, T, T]` are pushed to it (kept out of the surrounding tidy).
+ */
+export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
+  const { batch: B, tokens: T, heads: H, headDim: hd } = s;
+  const D = H * hd;
+  const scale = 1 / Math.sqrt(hd);
+  const f = tf.customGrad((qkv, save) => {
+    const qkv2 = qkv as tf.Tensor2D;
+    // q is scaled before the product (T·d multiplications instead of T·T; same value up to rounding).
+    const qs = tf.mul(tf.slice(qkv2, [0, 0], [B * T, D]), scale) as tf.Tensor2D;
+    const kT = tf.transpose(tf.slice(qkv2, [0, D], [B * T, D])); // [D, B·T]
+    const probs: tf.Tensor2D[] = [];
+    const rows: tf.Tensor2D[] = [];
+    for (let b = 0; b < B; b++) {
+      const heads: tf.Tensor2D[] = [];
+      for (let h = 0; h < H; h++) {
+        const q = tf.slice(qs, [b * T, h * hd], [T, hd]);
+        const kt = tf.slice(kT, [h * hd, b * T], [hd, T]);
+        const v = tf.slice(qkv2, [b * T, 2 * D + h * hd], [T, hd]);
+        const p = tf.softmax(tf.matMul(q, kt)) as tf.Tensor2D; // [T, T]
+        probs.push(p);
+        heads.push(tf.matMul(p, v));
+      }
+      rows.push(H === 1 ? heads[0] : tf.concat(heads, 1));
+    }
+    (save as tf.GradSaveFunc)([qkv2, qs, ...probs]);
+    if (keep) keep.push(tf.keep(tf.reshape(tf.stack(probs), [B, H, T, T]) as tf.Tensor4D));
+    return {
+      value: B === 1 ? rows[0] : tf.concat(rows, 0),
+      gradFunc: (dy, saved) => {
+        const [qkvS, qsS, ...ps] = saved as tf.Tensor2D[];
+        const dO = dy as tf.Tensor2D;
+        const vT = tf.transpose(tf.slice(qkvS, [0, 2 * D], [B * T, D])); // [D, B·T]
+        const gradRows: tf.Tensor2D[] = [];
+        for (let b = 0; b < B; b++) {
+          const dq: tf.Tensor2D[] = [], dk: tf.Tensor2D[] = [], dv: tf.Tensor2D[] = [];
+          for (let h = 0; h < H; h++) {
+            const p = ps[b * H + h];
+            const dOh = tf.slice(dO, [b * T, h * hd], [T, hd]);
+            dv.push(tf.matMul(tf.transpose(p), dOh));
+            const dP = tf.matMul(dOh, tf.slice(vT, [h * hd, b * T], [hd, T]));
+            // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
+            const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), 1, true))) as tf.Tensor2D;
+            const k = tf.slice(qkvS, [b * T, D + h * hd], [T, hd]);
+            dq.push(tf.mul(tf.matMul(dS, k), scale) as tf.Tensor2D);
+            dk.push(tf.matMul(tf.transpose(dS), tf.slice(qsS, [b * T, h * hd], [T, hd])));
+          }
+          gradRows.push(tf.concat([...dq, ...dk, ...dv], 1));
+        }
+        return [B === 1 ? gradRows[0] : tf.concat(gradRows, 0)];
+      },
+    };
+  });
+  return f(qkv) as tf.Tensor2D;
+}
