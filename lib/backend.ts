@@ -11,6 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
+import { registerWasmKernelFixes } from "./wasm_kernels.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -152,6 +153,7 @@ async function probe(name: ConcreteBackend, explicit: boolean): Promise<BackendP
 
 async function activate(name: ConcreteBackend): Promise<void> {
   if (name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
+  if (name === "wasm") registerWasmKernelFixes();
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`backend '${name}' failed to initialise`);
   await tf.ready();

@@ -15,7 +15,7 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tenso
     const f = tf.customGrad((x, w, b, save) => {
       (save as tf.GradSaveFunc)([x as tf.Tensor2D, w as tf.Tensor2D]);
       return {
-        value: tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b as tf.Tensor1D),
+        value: tf.tidy(() => tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b as tf.Tensor1D)),
         gradFunc: (dy, saved) => {
           const [xs, ws] = saved as tf.Tensor2D[];
           return [
@@ -43,12 +43,12 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tenso
 
 /** dL/dx = dy·Wᵀ, `[M, N]`·`[N, K]`. */
 function denseGradX(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  return tf.matMul(dy, tf.transpose(w));
+  return tf.tidy(() => tf.matMul(dy, tf.transpose(w)));
 }
 
 /** dL/dW = xᵀ·dy, `[K, M]`·`[M, N]`. */
 function denseGradW(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
-  return tf.matMul(tf.transpose(x), dy);
+  return tf.tidy(() => tf.matMul(tf.transpose(x), dy));
 }
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -61,13 +61,17 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   const f = tf.customGrad((x, save) => {
     (save as tf.GradSaveFunc)([x as tf.Tensor]);
     return {
-      value: tf.mul(tf.mul(x as tf.Tensor, 0.5), tf.add(tf.erf(tf.mul(x as tf.Tensor, Math.SQRT1_2)), 1)),
-      gradFunc: (dy, saved) => {
-        const [xs] = saved;
-        const cdf = tf.mul(tf.add(tf.erf(tf.mul(xs, Math.SQRT1_2)), 1), 0.5);
-        const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), INV_SQRT_2PI);
-        return [tf.mul(dy as tf.Tensor, tf.add(cdf, tf.mul(xs, pdf)))];
-      },
+      // Inside tidy: the forward's temporaries are freed at once instead of living until the step ends.
+      value: tf.tidy(() =>
+        tf.mul(tf.mul(x as tf.Tensor, 0.5), tf.add(tf.erf(tf.mul(x as tf.Tensor, Math.SQRT1_2)), 1))
+      ),
+      gradFunc: (dy, saved) =>
+        tf.tidy(() => {
+          const [xs] = saved;
+          const cdf = tf.mul(tf.add(tf.erf(tf.mul(xs, Math.SQRT1_2)), 1), 0.5);
+          const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), INV_SQRT_2PI);
+          return [tf.mul(dy as tf.Tensor, tf.add(cdf, tf.mul(xs, pdf)))];
+        }),
     };
   });
   return f(x) as tf.Tensor;
@@ -92,52 +96,95 @@ export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tens
   const { batch: B, tokens: T, heads: H, headDim: hd } = s;
   const D = H * hd;
   const scale = 1 / Math.sqrt(hd);
+  // q is scaled before the product (T·d multiplications instead of T·T; same value up to rounding).
+  const scaledQ = (qkv: tf.Tensor2D) => tf.mul(tf.slice(qkv, [0, 0], [B * T, D]), scale) as tf.Tensor2D;
   const f = tf.customGrad((qkv, save) => {
     const qkv2 = qkv as tf.Tensor2D;
-    // q is scaled before the product (T·d multiplications instead of T·T; same value up to rounding).
-    const qs = tf.mul(tf.slice(qkv2, [0, 0], [B * T, D]), scale) as tf.Tensor2D;
-    const kT = tf.transpose(tf.slice(qkv2, [0, D], [B * T, D])); // [D, B·T]
-    const probs: tf.Tensor2D[] = [];
-    const rows: tf.Tensor2D[] = [];
-    for (let b = 0; b < B; b++) {
-      const heads: tf.Tensor2D[] = [];
-      for (let h = 0; h < H; h++) {
-        const q = tf.slice(qs, [b * T, h * hd], [T, hd]);
-        const kt = tf.slice(kT, [h * hd, b * T], [hd, T]);
-        const v = tf.slice(qkv2, [b * T, 2 * D + h * hd], [T, hd]);
-        const p = tf.softmax(tf.matMul(q, kt)) as tf.Tensor2D; // [T, T]
-        probs.push(p);
-        heads.push(tf.matMul(p, v));
-      }
-      rows.push(H === 1 ? heads[0] : tf.concat(heads, 1));
-    }
-    (save as tf.GradSaveFunc)([qkv2, qs, ...probs]);
-    if (keep) keep.push(tf.keep(tf.reshape(tf.stack(probs), [B, H, T, T]) as tf.Tensor4D));
-    return {
-      value: B === 1 ? rows[0] : tf.concat(rows, 0),
-      gradFunc: (dy, saved) => {
-        const [qkvS, qsS, ...ps] = saved as tf.Tensor2D[];
-        const dO = dy as tf.Tensor2D;
-        const vT = tf.transpose(tf.slice(qkvS, [0, 2 * D], [B * T, D])); // [D, B·T]
-        const gradRows: tf.Tensor2D[] = [];
-        for (let b = 0; b < B; b++) {
-          const dq: tf.Tensor2D[] = [], dk: tf.Tensor2D[] = [], dv: tf.Tensor2D[] = [];
-          for (let h = 0; h < H; h++) {
-            const p = ps[b * H + h];
-            const dOh = tf.slice(dO, [b * T, h * hd], [T, hd]);
-            dv.push(tf.matMul(tf.transpose(p), dOh));
-            const dP = tf.matMul(dOh, tf.slice(vT, [h * hd, b * T], [hd, T]));
-            // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
-            const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), 1, true))) as tf.Tensor2D;
-            const k = tf.slice(qkvS, [b * T, D + h * hd], [T, hd]);
-            dq.push(tf.mul(tf.matMul(dS, k), scale) as tf.Tensor2D);
-            dk.push(tf.matMul(tf.transpose(dS), tf.slice(qsS, [b * T, h * hd], [T, hd])));
-          }
-          gradRows.push(tf.concat([...dq, ...dk, ...dv], 1));
+    // Inside tidy: the per-head slices and scores are freed at once; only the output and P are kept.
+    const { value, probs } = tf.tidy(() => {
+      const qs = scaledQ(qkv2);
+      const kT = tf.transpose(tf.slice(qkv2, [0, D], [B * T, D])); // [D, B·T]
+      const probs: tf.Tensor2D[] = [];
+      const rows: tf.Tensor2D[] = [];
+      for (let b = 0; b < B; b++) {
+        const heads: tf.Tensor2D[] = [];
+        for (let h = 0; h < H; h++) {
+          const q = tf.slice(qs, [b * T, h * hd], [T, hd]);
+          const kt = tf.slice(kT, [h * hd, b * T], [hd, T]);
+          const v = tf.slice(qkv2, [b * T, 2 * D + h * hd], [T, hd]);
+          const p = tf.softmax(tf.matMul(q, kt)) as tf.Tensor2D; // [T, T]
+          probs.push(p);
+          heads.push(tf.matMul(p, v));
         }
-        return [B === 1 ? gradRows[0] : tf.concat(gradRows, 0)];
-      },
+        rows.push(H === 1 ? heads[0] : tf.concat(heads, 1));
+      }
+      return { value: B === 1 ? rows[0] : tf.concat(rows, 0), probs };
+    });
+    (save as tf.GradSaveFunc)([qkv2, ...probs]);
+    if (keep) keep.push(tf.keep(tf.tidy(() => tf.reshape(tf.stack(probs), [B, H, T, T]) as tf.Tensor4D)));
+    return {
+      value,
+      // tf runs the whole backward pass in one tidy: without a tidy here every temporary of every block
+      // would live until the step ends (GBs at batch 32).
+      gradFunc: (dy, saved) =>
+        tf.tidy(() => {
+          const [qkvS, ...ps] = saved as tf.Tensor2D[];
+          const dO = dy as tf.Tensor2D;
+          const qs = scaledQ(qkvS);
+          const vT = tf.transpose(tf.slice(qkvS, [0, 2 * D], [B * T, D])); // [D, B·T]
+          const gradRows: tf.Tensor2D[] = [];
+          for (let b = 0; b < B; b++) {
+            const dq: tf.Tensor2D[] = [], dk: tf.Tensor2D[] = [], dv: tf.Tensor2D[] = [];
+            for (let h = 0; h < H; h++) {
+              const p = ps[b * H + h];
+              const dOh = tf.slice(dO, [b * T, h * hd], [T, hd]);
+              dv.push(tf.matMul(tf.transpose(p), dOh));
+              const dP = tf.matMul(dOh, tf.slice(vT, [h * hd, b * T], [hd, T]));
+              // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
+              const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), 1, true))) as tf.Tensor2D;
+              const k = tf.slice(qkvS, [b * T, D + h * hd], [T, hd]);
+              dq.push(tf.mul(tf.matMul(dS, k), scale) as tf.Tensor2D);
+              dk.push(tf.matMul(tf.transpose(dS), tf.slice(qs, [b * T, h * hd], [T, hd])));
+            }
+            gradRows.push(tf.concat([...dq, ...dk, ...dv], 1));
+          }
+          return [B === 1 ? gradRows[0] : tf.concat(gradRows, 0)];
+        }),
     };
   });
   return f(qkv) as tf.Tensor2D;
+}
+
+/**
+ * LayerNorm over the last axis (biased variance, as torch.nn.LayerNorm) for x `[..., D]`, weight/bias `[D]`.
+ * The backward pass keeps only x̂ and 1/σ: dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·w.
+ */
+export function layerNorm(x: tf.Tensor, weight: tf.Tensor1D, bias: tf.Tensor1D, eps: number): tf.Tensor {
+  const D = x.shape[x.shape.length - 1];
+  const f = tf.customGrad((x, w, b, save) => {
+    const { xhat, rstd, y } = tf.tidy(() => {
+      const x2 = tf.reshape(x as tf.Tensor, [-1, D]);
+      const { mean, variance } = tf.moments(x2, -1, true);
+      const rstd = tf.rsqrt(tf.add(variance, eps)); // [N, 1]
+      const xhat = tf.mul(tf.sub(x2, mean), rstd); // [N, D]
+      const y = tf.reshape(tf.add(tf.mul(xhat, w as tf.Tensor), b as tf.Tensor), (x as tf.Tensor).shape);
+      return { xhat, rstd, y };
+    });
+    (save as tf.GradSaveFunc)([xhat, rstd, w as tf.Tensor]);
+    return {
+      value: y,
+      gradFunc: (dy, saved) =>
+        tf.tidy(() => {
+          const [xh, rs, ws] = saved;
+          const g = tf.reshape(dy as tf.Tensor, [-1, D]);
+          const gh = tf.mul(g, ws);
+          const dx = tf.mul(
+            rs,
+            tf.sub(tf.sub(gh, tf.mean(gh, -1, true)), tf.mul(xh, tf.mean(tf.mul(gh, xh), -1, true))),
+          );
+          return [tf.reshape(dx, (dy as tf.Tensor).shape), tf.sum(tf.mul(g, xh), 0), tf.sum(g, 0)];
+        }),
+    };
+  });
+  return f(x, weight, bias) as tf.Tensor;
 }

@@ -29,6 +29,8 @@ const tiny = { embedDim: 192, numHeads: 3, depth: 12 };
 const small = { embedDim: 384, numHeads: 6, depth: 12 };
 const base = { embedDim: 768, numHeads: 12, depth: 12 };
 /** timm's DeiT constructors register drop_path 0 for eval; the training configs set 0.1. */
+/** The small DeiT for 28×28 Fashion-MNIST runs on CPU: patch 4 (a 7×7 grid), head dim 32. */
+const mini28 = { imgSize: 28, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3, numClasses: 10 };
 const fixtureShape = { imgSize: 32, patchSize: 8, embedDim: 48, depth: 2, numHeads: 3, numClasses: 10 };
 
 export const MODELS = {
@@ -72,6 +74,13 @@ export const MODELS = {
     family: "vit",
     config: { ...base, imgSize: 384, distilled: true },
     paper: { top1: 84.5, v100ImagesPerS: 85.8, checkpoint: "deit_base_distilled_patch16_384-d0272ac0.pth" },
+  },
+  // Small DeiTs for the Fashion-MNIST experiments here (configs, notebooks and benchmarks share them).
+  deit_mini_patch4_28: { family: "vit", config: mini28, note: "Fashion-MNIST-sized DeiT" },
+  deit_mini_distilled_patch4_28: {
+    family: "vit",
+    config: { ...mini28, distilled: true },
+    note: "Fashion-MNIST-sized DeiT⚗",
   },
   // The reference fixtures' shapes (shared/fixtures/reference/vit_mini*.safetensors).
   vit_mini_patch8_32: { family: "vit", config: fixtureShape, note: "reference fixture shape" },

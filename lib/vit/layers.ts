@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../rng.ts";
-import { attentionCore, dense, gelu as geluFast } from "../ops.ts";
+import { attentionCore, dense, gelu as geluFast, layerNorm as layerNormFast } from "../ops.ts";
 
 /**
  * `fast`: the ops of lib/ops.ts (hand-written gradients on plain 2-D matmuls, attention as a loop of 2-D
@@ -38,7 +38,16 @@ export function linear(
 }
 
 /** LayerNorm over the last axis with the biased variance, as torch.nn.LayerNorm. */
-export function layerNorm(x: tf.Tensor, p: ParamGetter, prefix: string, eps: number): tf.Tensor {
+export function layerNorm(
+  x: tf.Tensor,
+  p: ParamGetter,
+  prefix: string,
+  eps: number,
+  impl: Impl = "fast",
+): tf.Tensor {
+  if (impl === "fast") {
+    return layerNormFast(x, p(prefix + ".weight") as tf.Tensor1D, p(prefix + ".bias") as tf.Tensor1D, eps);
+  }
   const { mean, variance } = tf.moments(x, -1, true);
   const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
   return tf.add(tf.mul(xhat, p(prefix + ".weight")), p(prefix + ".bias"));

@@ -142,7 +142,7 @@ export class VisionTransformer implements Loadable {
       const x2d = tf.reshape(h, [B * T, D]) as tf.Tensor2D;
       const a = drop(
         attention(
-          layerNorm(x2d, p, b + "norm1", c.layerNormEps) as tf.Tensor2D,
+          layerNorm(x2d, p, b + "norm1", c.layerNormEps, this.impl) as tf.Tensor2D,
           p,
           b + "attn",
           shape,
@@ -152,7 +152,7 @@ export class VisionTransformer implements Loadable {
       );
       const h1 = tf.add(x2d, dropPath(tf.reshape(a, [B, T, D]), rates[i], training, rng).reshape([B * T, D]));
       const m = mlp(
-        layerNorm(h1, p, b + "norm2", c.layerNormEps) as tf.Tensor2D,
+        layerNorm(h1, p, b + "norm2", c.layerNormEps, this.impl) as tf.Tensor2D,
         p,
         b + "mlp",
         drop,
@@ -164,7 +164,7 @@ export class VisionTransformer implements Loadable {
       );
       if (blocks) blocks.push(tf.keep(h));
     }
-    const tokens = layerNorm(h, p, "norm", c.layerNormEps) as tf.Tensor3D;
+    const tokens = layerNorm(h, p, "norm", c.layerNormEps, this.impl) as tf.Tensor3D;
     return { tokens, blocks, attention: attn };
   }
 

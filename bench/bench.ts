@@ -1,0 +1,61 @@
+/**
+ * `deno task bench --model NAME --mode infer|train --batch-size N [--img-size S] [--backend B] [--runs 30]
+ *  [--warmup 2] [--impl fast|reference] [--micro-batches N] [--json]`
+ */
+import { initBackend } from "../lib/backend.ts";
+import { benchmark } from "../lib/bench.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
+import { machineLine } from "../lib/machine.ts";
+import { modelConfig } from "../lib/registry.ts";
+
+const USAGE = `usage: deno task bench --model NAME --mode infer|train --batch-size N [--img-size S]
+       [--backend auto|tensorflow|webgpu|wasm|cpu] [--runs 30] [--warmup 2] [--impl fast|reference]
+       [--micro-batches 1] [--json]`;
+
+await runMain(async () => {
+  const a = parseFlags(Deno.args, {
+    string: ["model", "mode", "batch-size", "img-size", "backend", "runs", "warmup", "impl", "micro-batches"],
+    boolean: ["json"],
+    default: {
+      backend: "auto",
+      runs: "30",
+      warmup: "2",
+      impl: "fast",
+      "micro-batches": "1",
+      "batch-size": "32",
+    },
+  }, USAGE);
+  if (!a.model) throw new UsageError(`--model is required\n${USAGE}`);
+  const mode = String(a.mode ?? "infer");
+  if (mode !== "infer" && mode !== "train") {
+    throw new UsageError(`--mode must be infer or train, got '${mode}'`);
+  }
+  const impl = String(a.impl);
+  if (impl !== "fast" && impl !== "reference") throw new UsageError(`--impl must be fast or reference`);
+  modelConfig(String(a.model));
+  const backend = await initBackend(String(a.backend));
+  const r = benchmark({
+    model: String(a.model),
+    mode,
+    batchSize: intFlag(a["batch-size"], "batch-size"),
+    imgSize: a["img-size"] ? intFlag(a["img-size"], "img-size") : undefined,
+    runs: intFlag(a.runs, "runs"),
+    warmup: Number(a.warmup),
+    impl,
+    microBatches: intFlag(a["micro-batches"], "micro-batches"),
+    onRun: a.json ? undefined : (i, ms) => console.error(`run ${i + 1}: ${ms.toFixed(0)} ms`),
+  });
+  const out = { ...r, backend: backend.name, date: new Date().toISOString(), machine: await machineLine() };
+  if (a.json) console.log(JSON.stringify(out));
+  else {
+    console.log(
+      `${r.model} ${r.mode} ${r.backend} batch ${r.batch_size} @${r.img_size}: ${
+        r.images_per_s.toFixed(2)
+      } images/s, ` +
+        `${r.step_ms.toFixed(1)} ms/${r.mode === "train" ? "step" : "batch"} (min ${r.min_ms.toFixed(1)}, ` +
+        `max ${r.max_ms.toFixed(1)}, ${r.runs} runs), impl ${r.impl}, peak RSS ${
+          r.peak_rss_mb.toFixed(0)
+        } MB`,
+    );
+  }
+});

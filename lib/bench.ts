@@ -1,0 +1,105 @@
+/**
+ * Throughput measurement with the paper's method: inference is forward only, float32, after warm-up, the mean
+ * time of one batch over `runs` runs, images/s = batch / time; training is the mean time of a full optimiser
+ * step (forward, loss, backward, AdamW update). Data loading is excluded (inputs are random tensors).
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { Impl } from "./vit/layers.ts";
+import { buildModel } from "./registry.ts";
+import { AdamW, noWeightDecay } from "./train/optim.ts";
+import { trainStep } from "./train/step.ts";
+
+export interface BenchOptions {
+  model: string;
+  mode: "infer" | "train";
+  batchSize: number;
+  /** Resolution; default the model's. */
+  imgSize?: number;
+  runs?: number;
+  warmup?: number;
+  impl?: Impl;
+  /** Gradient accumulation: the batch is split into this many micro-batches (training only). */
+  microBatches?: number;
+  /** Called after each timed run with its milliseconds. */
+  onRun?: (i: number, ms: number) => void;
+}
+
+export interface BenchResult {
+  model: string;
+  mode: "infer" | "train";
+  backend: string;
+  batch_size: number;
+  img_size: number;
+  images_per_s: number;
+  /** Mean milliseconds of one batch (inference) or one optimiser step (training). */
+  step_ms: number;
+  /** Fastest and slowest run, ms. */
+  min_ms: number;
+  max_ms: number;
+  runs: number;
+  impl: Impl;
+  micro_batches: number;
+  peak_rss_mb: number;
+}
+
+/** Peak resident set size of this process so far (Linux VmHWM), MB. */
+export function peakRssMb(): number {
+  try {
+    const m = Deno.readTextFileSync("/proc/self/status").match(/^VmHWM:\s+(\d+) kB/m);
+    if (m) return Number(m[1]) / 1024;
+  } catch { /* not Linux */ }
+  return Deno.memoryUsage().rss / 2 ** 20;
+}
+
+export function benchmark(o: BenchOptions): BenchResult {
+  const runs = o.runs ?? 30, warmup = o.warmup ?? 2, impl = o.impl ?? "fast", micro = o.microBatches ?? 1;
+  const model = buildModel(o.model, o.imgSize ? { imgSize: o.imgSize } : {}, 0);
+  model.impl = impl;
+  const S = model.config.imgSize, B = o.batchSize;
+  const x = tf.randomNormal([B, S, S, model.config.inChans], 0, 1, "float32", 1) as tf.Tensor4D;
+  const labels = tf.tensor1d(Array.from({ length: B }, (_, i) => i % model.config.numClasses), "int32");
+  const shapes = model.torchShapes();
+  const opt = o.mode === "train"
+    ? new AdamW(model.params, {
+      noDecay: new Set([...shapes].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k)),
+    })
+    : undefined;
+  const once = () => {
+    if (opt) trainStep(model, opt, x, labels, 1e-4, undefined, micro);
+    else {
+      const y = model.predict(x);
+      y.dataSync();
+      y.dispose();
+    }
+  };
+  try {
+    for (let i = 0; i < warmup; i++) once();
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      once();
+      times.push(performance.now() - t0);
+      o.onRun?.(i, times[i]);
+    }
+    const mean = times.reduce((a, b) => a + b, 0) / runs;
+    return {
+      model: o.model,
+      mode: o.mode,
+      backend: tf.getBackend(),
+      batch_size: B,
+      img_size: S,
+      images_per_s: (B / mean) * 1000,
+      step_ms: mean,
+      min_ms: Math.min(...times),
+      max_ms: Math.max(...times),
+      runs,
+      impl,
+      micro_batches: micro,
+      peak_rss_mb: peakRssMb(),
+    };
+  } finally {
+    opt?.dispose();
+    tf.dispose([x, labels]);
+    model.dispose();
+  }
+}
