@@ -10,11 +10,23 @@ import { modelConfig } from "../lib/registry.ts";
 
 const USAGE = `usage: deno task bench --model NAME --mode infer|train --batch-size N [--img-size S]
        [--backend auto|tensorflow|webgpu|wasm|cpu] [--runs 30] [--warmup 2] [--impl fast|reference]
-       [--micro-batches 1] [--json]`;
+       [--micro-batches 1] [--workers N] [--json]
+--workers: data-parallel engines (default: one per core on wasm/cpu, 1 elsewhere).`;
 
 await runMain(async () => {
   const a = parseFlags(Deno.args, {
-    string: ["model", "mode", "batch-size", "img-size", "backend", "runs", "warmup", "impl", "micro-batches"],
+    string: [
+      "model",
+      "mode",
+      "batch-size",
+      "img-size",
+      "backend",
+      "runs",
+      "warmup",
+      "impl",
+      "micro-batches",
+      "workers",
+    ],
     boolean: ["json"],
     default: {
       backend: "auto",
@@ -34,7 +46,15 @@ await runMain(async () => {
   if (impl !== "fast" && impl !== "reference") throw new UsageError(`--impl must be fast or reference`);
   modelConfig(String(a.model));
   const backend = await initBackend(String(a.backend));
-  const r = benchmark({
+  // Default: one engine per core where the engine is single-threaded (wasm, cpu); one otherwise.
+  const workers = a.workers
+    ? intFlag(a.workers, "workers")
+    : ["wasm", "cpu"].includes(backend.name)
+    ? navigator.hardwareConcurrency
+    : 1;
+  const r = await benchmark({
+    workers,
+    backend: backend.name,
     model: String(a.model),
     mode,
     batchSize: intFlag(a["batch-size"], "batch-size"),
@@ -53,7 +73,7 @@ await runMain(async () => {
         r.images_per_s.toFixed(2)
       } images/s, ` +
         `${r.step_ms.toFixed(1)} ms/${r.mode === "train" ? "step" : "batch"} (min ${r.min_ms.toFixed(1)}, ` +
-        `max ${r.max_ms.toFixed(1)}, ${r.runs} runs), impl ${r.impl}, peak RSS ${
+        `max ${r.max_ms.toFixed(1)}, ${r.runs} runs), ${r.workers} worker(s), impl ${r.impl}, peak RSS ${
           r.peak_rss_mb.toFixed(0)
         } MB`,
     );

@@ -8,6 +8,8 @@ import type { Impl } from "./vit/layers.ts";
 import { buildModel } from "./registry.ts";
 import { AdamW, noWeightDecay } from "./train/optim.ts";
 import { trainStep } from "./train/step.ts";
+import { DataParallel } from "./parallel/data_parallel.ts";
+import type { ConcreteBackend } from "./backend.ts";
 
 export interface BenchOptions {
   model: string;
@@ -20,6 +22,10 @@ export interface BenchOptions {
   impl?: Impl;
   /** Gradient accumulation: the batch is split into this many micro-batches (training only). */
   microBatches?: number;
+  /** Data-parallel workers (one engine each); 1 = this thread. */
+  workers?: number;
+  /** Backend of the workers (the caller's active backend otherwise). */
+  backend?: ConcreteBackend;
   /** Called after each timed run with its milliseconds. */
   onRun?: (i: number, ms: number) => void;
 }
@@ -39,6 +45,7 @@ export interface BenchResult {
   runs: number;
   impl: Impl;
   micro_batches: number;
+  workers: number;
   peak_rss_mb: number;
 }
 
@@ -51,7 +58,7 @@ export function peakRssMb(): number {
   return Deno.memoryUsage().rss / 2 ** 20;
 }
 
-export function benchmark(o: BenchOptions): BenchResult {
+export async function benchmark(o: BenchOptions): Promise<BenchResult> {
   const runs = o.runs ?? 30, warmup = o.warmup ?? 2, impl = o.impl ?? "fast", micro = o.microBatches ?? 1;
   const model = buildModel(o.model, o.imgSize ? { imgSize: o.imgSize } : {}, 0);
   model.impl = impl;
@@ -64,8 +71,21 @@ export function benchmark(o: BenchOptions): BenchResult {
       noDecay: new Set([...shapes].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k)),
     })
     : undefined;
-  const once = () => {
-    if (opt) trainStep(model, opt, x, labels, 1e-4, undefined, micro);
+  const workers = o.workers ?? 1;
+  const dp = workers > 1
+    ? await DataParallel.start(model, {
+      workers,
+      backend: o.backend ?? tf.getBackend() as ConcreteBackend,
+      impl,
+    })
+    : undefined;
+  const xData = x.dataSync() as Float32Array, yData = labels.dataSync() as Int32Array;
+  const shape: [number, number, number, number] = [B, S, S, model.config.inChans];
+  const once = async () => {
+    if (dp) {
+      if (opt) await dp.step(xData.slice(), shape, yData.slice(), 1e-4, micro);
+      else await dp.predict(xData.slice(), shape);
+    } else if (opt) trainStep(model, opt, x, labels, 1e-4, undefined, micro);
     else {
       const y = model.predict(x);
       y.dataSync();
@@ -73,11 +93,11 @@ export function benchmark(o: BenchOptions): BenchResult {
     }
   };
   try {
-    for (let i = 0; i < warmup; i++) once();
+    for (let i = 0; i < warmup; i++) await once();
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
-      once();
+      await once();
       times.push(performance.now() - t0);
       o.onRun?.(i, times[i]);
     }
@@ -95,9 +115,11 @@ export function benchmark(o: BenchOptions): BenchResult {
       runs,
       impl,
       micro_batches: micro,
+      workers,
       peak_rss_mb: peakRssMb(),
     };
   } finally {
+    dp?.close();
     opt?.dispose();
     tf.dispose([x, labels]);
     model.dispose();

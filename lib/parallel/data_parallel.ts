@@ -1,0 +1,169 @@
+/**
+ * Data parallelism over Deno Workers: one TensorFlow.js engine per worker (the wasm engine is single-threaded,
+ * so this is how a run uses every core), the batch split along its first axis, gradients averaged through a
+ * SharedArrayBuffer every step (see worker.ts). With N workers and total batch B the update is the one a single
+ * engine makes on the whole batch (up to float rounding; tests/parallel_test.ts). The same mechanism is how one
+ * run could later spread over several devices.
+ */
+import type { ConcreteBackend } from "../backend.ts";
+import { noWeightDecay } from "../train/optim.ts";
+import type { AdamWOptions } from "../train/optim.ts";
+import type { Impl } from "../vit/layers.ts";
+import type { VisionTransformer } from "../vit/model.ts";
+import { BARRIER_BYTES, type Reply, type Request, type Shard } from "./protocol.ts";
+
+export interface DataParallelOptions {
+  workers: number;
+  backend: ConcreteBackend;
+  impl?: Impl;
+  optim?: Omit<AdamWOptions, "noDecay">;
+  seed?: number;
+}
+
+export class DataParallel {
+  readonly size: number;
+  readonly #workers: Worker[];
+  readonly #pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  #nextId = 1;
+
+  private constructor(workers: Worker[]) {
+    this.#workers = workers;
+    this.size = workers.length;
+  }
+
+  /** Start `opts.workers` replicas of `model` (its current weights), each with its own AdamW. */
+  static async start(model: VisionTransformer, opts: DataParallelOptions): Promise<DataParallel> {
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`workers must be ≥ 1`);
+    const weights: Record<string, Float32Array> = {};
+    let numParams = 0;
+    for (const [k, v] of model.params) {
+      weights[k] = (v.dataSync() as Float32Array).slice();
+      numParams += v.size;
+    }
+    const shapes = model.torchShapes();
+    const noDecay = [...shapes].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k);
+    const sab = new SharedArrayBuffer(opts.workers * numParams * 4 + BARRIER_BYTES);
+    const workers = Array.from(
+      { length: opts.workers },
+      () => new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }),
+    );
+    const dp = new DataParallel(workers);
+    await Promise.all(workers.map((w, rank) =>
+      new Promise<void>((resolve, reject) => {
+        w.onmessage = (e: MessageEvent<Reply>) => {
+          if (e.data.type === "ready") {
+            w.onmessage = (ev: MessageEvent<Reply>) => dp.#onReply(ev.data);
+            resolve();
+          } else if (e.data.type === "error") {
+            reject(new Error(`worker ${rank} failed to start: ${e.data.message}`));
+          }
+        };
+        w.onerror = (e) => reject(new Error(`worker ${rank}: ${e.message}`));
+        w.postMessage(
+          {
+            type: "init",
+            rank,
+            worldSize: opts.workers,
+            backend: opts.backend,
+            config: model.config,
+            impl: opts.impl ?? model.impl,
+            seed: opts.seed ?? 0,
+            weights,
+            optim: { ...opts.optim, noDecay },
+            sab,
+            numParams,
+          } satisfies Request,
+        );
+      })
+    ));
+    return dp;
+  }
+
+  #onReply(r: Reply) {
+    const id = "id" in r ? r.id : undefined;
+    const p = id !== undefined ? this.#pending.get(id) : undefined;
+    if (!p) {
+      if (r.type === "error") console.error(`worker error: ${r.message}`);
+      return;
+    }
+    this.#pending.delete(id!);
+    if (r.type === "error") p.reject(new Error(r.message));
+    else p.resolve(r);
+  }
+
+  #ask(rank: number, req: Request & { id: number }, transfer: Transferable[] = []): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(req.id, { resolve, reject });
+      this.#workers[rank].postMessage(req, transfer);
+    });
+  }
+
+  /** Split `[B, ...]` into `size` contiguous shards (the first `B mod size` one sample larger). */
+  #shards(x: Float32Array, shape: [number, number, number, number], labels: Int32Array): Shard[] {
+    const [B, H, W, C] = shape;
+    const per = H * W * C;
+    const out: Shard[] = [];
+    let start = 0;
+    for (let r = 0; r < this.size; r++) {
+      const n = Math.floor(B / this.size) + (r < B % this.size ? 1 : 0);
+      out.push({
+        x: x.slice(start * per, (start + n) * per),
+        shape: [n, H, W, C],
+        labels: labels.slice(start, start + n),
+      });
+      start += n;
+    }
+    return out.filter((s) => s.shape[0] > 0);
+  }
+
+  /** One optimiser step on the whole batch; returns its mean loss. */
+  async step(
+    x: Float32Array,
+    shape: [number, number, number, number],
+    labels: Int32Array,
+    lr: number,
+    microBatches = 1,
+  ): Promise<number> {
+    if (shape[0] < this.size) throw new Error(`batch ${shape[0]} is smaller than the ${this.size} workers`);
+    const shards = this.#shards(x, shape, labels);
+    const replies = await Promise.all(shards.map((shard, rank) =>
+      this.#ask(
+        rank,
+        { type: "step", id: this.#nextId++, shard, lr, totalBatch: shape[0], microBatches },
+        [shard.x.buffer as ArrayBuffer, shard.labels.buffer as ArrayBuffer],
+      )
+    ));
+    return replies.reduce((a, r) => a + (r.type === "step" ? r.loss : 0), 0);
+  }
+
+  /** Eval-mode logits `[B, classes]` (flat), the batch split over the workers. */
+  async predict(x: Float32Array, shape: [number, number, number, number]): Promise<Float32Array> {
+    const shards = this.#shards(x, shape, new Int32Array(shape[0]));
+    const replies = await Promise.all(
+      shards.map((shard, rank) =>
+        this.#ask(rank, { type: "predict", id: this.#nextId++, shard }, [shard.x.buffer as ArrayBuffer])
+      ),
+    );
+    const parts = replies.map((r) => (r.type === "predict" ? r.logits : new Float32Array()));
+    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+
+  /** The replicas' current weights (internal layout), from worker 0. */
+  async weights(): Promise<Record<string, Float32Array>> {
+    const r = await this.#ask(0, { type: "weights", id: this.#nextId++ });
+    return r.type === "weights" ? r.weights : {};
+  }
+
+  /** Stop the workers (their engines and memory go with them). */
+  close(): void {
+    for (const w of this.#workers) w.terminate();
+    for (const p of this.#pending.values()) p.reject(new Error("data-parallel workers closed"));
+    this.#pending.clear();
+  }
+}
