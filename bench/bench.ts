@@ -11,7 +11,9 @@ import { modelConfig } from "../lib/registry.ts";
 const USAGE = `usage: deno task bench --model NAME --mode infer|train --batch-size N [--img-size S]
        [--backend auto|tensorflow|webgpu|wasm|cpu] [--runs 30] [--warmup 2] [--impl fast|reference]
        [--micro-batches 1] [--workers N] [--json]
---workers: data-parallel engines (default: one per core on wasm/cpu, 1 elsewhere).`;
+--workers: data-parallel engines (default: one per core on wasm/cpu, 1 elsewhere).
+--stock-kernels: keep tfjs-backend-wasm's own Slice kernel (before/after measurements).
+--impl reference: the plain tf formulation without the fast ops (before/after measurements).`;
 
 await runMain(async () => {
   const a = parseFlags(Deno.args, {
@@ -27,7 +29,7 @@ await runMain(async () => {
       "micro-batches",
       "workers",
     ],
-    boolean: ["json"],
+    boolean: ["json", "stock-kernels"],
     default: {
       backend: "auto",
       runs: "30",
@@ -45,7 +47,7 @@ await runMain(async () => {
   const impl = String(a.impl);
   if (impl !== "fast" && impl !== "reference") throw new UsageError(`--impl must be fast or reference`);
   modelConfig(String(a.model));
-  const backend = await initBackend(String(a.backend));
+  const backend = await initBackend(String(a.backend), { stockKernels: Boolean(a["stock-kernels"]) });
   // Default: one engine per core where the engine is single-threaded (wasm, cpu); one otherwise.
   const workers = a.workers
     ? intFlag(a.workers, "workers")
@@ -55,6 +57,7 @@ await runMain(async () => {
   const r = await benchmark({
     workers,
     backend: backend.name,
+    stockKernels: Boolean(a["stock-kernels"]),
     model: String(a.model),
     mode,
     batchSize: intFlag(a["batch-size"], "batch-size"),

@@ -151,9 +151,14 @@ async function probe(name: ConcreteBackend, explicit: boolean): Promise<BackendP
   }
 }
 
-async function activate(name: ConcreteBackend): Promise<void> {
+export interface InitOptions {
+  /** Keep tfjs-backend-wasm's stock Slice kernel (for before/after benchmarks only). */
+  stockKernels?: boolean;
+}
+
+async function activate(name: ConcreteBackend, opts: InitOptions = {}): Promise<void> {
   if (name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
-  if (name === "wasm") registerWasmKernelFixes();
+  if (name === "wasm" && !opts.stockKernels) registerWasmKernelFixes();
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`backend '${name}' failed to initialise`);
   await tf.ready();
@@ -170,14 +175,17 @@ export async function probeAll(): Promise<BackendProbe[]> {
  * Make `requested` the active tf backend. `auto` takes the first available in the documented order.
  * An explicit backend that is not available is an error that says why.
  */
-export async function initBackend(requested: BackendName | string = "auto"): Promise<BackendChoice> {
+export async function initBackend(
+  requested: BackendName | string = "auto",
+  opts: InitOptions = {},
+): Promise<BackendChoice> {
   if (!isBackendName(requested)) {
     throw new Error(`unknown backend '${requested}' (choose one of ${BACKENDS.join(", ")})`);
   }
   if (requested !== "auto") {
     const p = await probe(requested, true);
     if (!p.available) throw new Error(`backend '${requested}' is not available: ${p.detail}`);
-    await activate(requested);
+    await activate(requested, opts);
     return { name: requested, detail: p.detail, skipped: [] };
   }
   const skipped: BackendProbe[] = [];
@@ -185,7 +193,7 @@ export async function initBackend(requested: BackendName | string = "auto"): Pro
     const p = await probe(name, false);
     if (p.available) {
       try {
-        await activate(name);
+        await activate(name, opts);
         return { name, detail: p.detail, skipped };
       } catch (e) {
         skipped.push({ ...p, available: false, detail: (e as Error).message });

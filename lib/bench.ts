@@ -26,6 +26,7 @@ export interface BenchOptions {
   workers?: number;
   /** Backend of the workers (the caller's active backend otherwise). */
   backend?: ConcreteBackend;
+  stockKernels?: boolean;
   /** Called after each timed run with its milliseconds. */
   onRun?: (i: number, ms: number) => void;
 }

@@ -18,6 +18,8 @@ export interface DataParallelOptions {
   impl?: Impl;
   optim?: Omit<AdamWOptions, "noDecay">;
   seed?: number;
+  /** Workers keep tfjs-backend-wasm's stock kernels (before/after measurements only). */
+  stockKernels?: boolean;
 }
 
 export class DataParallel {
@@ -72,6 +74,7 @@ export class DataParallel {
             optim: { ...opts.optim, noDecay },
             sab,
             numParams,
+            stockKernels: opts.stockKernels ?? false,
           } satisfies Request,
         );
       })

@@ -29,6 +29,7 @@ export interface InitMessage {
   /** Gradient exchange: worldSize slots of `numParams` floats, then the barrier words. */
   sab: SharedArrayBuffer;
   numParams: number;
+  stockKernels: boolean;
 }
 
 export type Request =

@@ -43,7 +43,7 @@ async function handle(msg: Request) {
   switch (msg.type) {
     case "init": {
       init = msg;
-      await initBackend(msg.backend);
+      await initBackend(msg.backend, { stockKernels: msg.stockKernels });
       model = new VisionTransformer(msg.config, { seed: msg.seed + msg.rank, impl: msg.impl });
       for (const [k, v] of model.params) {
         const w = msg.weights[k];
