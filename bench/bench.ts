@@ -10,7 +10,7 @@ import { modelConfig } from "../lib/registry.ts";
 
 const USAGE = `usage: deno task bench --model NAME --mode infer|train --batch-size N [--img-size S]
        [--backend auto|tensorflow|webgpu|wasm|cpu] [--runs 30] [--warmup 2] [--impl fast|reference]
-       [--micro-batches 1] [--workers N] [--json]
+       [--micro-batches auto|N] [--workers N] [--json]
 --workers: data-parallel engines (default: one per core on wasm/cpu, 1 elsewhere).
 --stock-kernels: keep tfjs-backend-wasm's own Slice kernel (before/after measurements).
 --impl reference: the plain tf formulation without the fast ops (before/after measurements).`;
@@ -65,10 +65,16 @@ await runMain(async () => {
     runs: intFlag(a.runs, "runs"),
     warmup: Number(a.warmup),
     impl,
-    microBatches: intFlag(a["micro-batches"], "micro-batches"),
+    microBatches: a["micro-batches"] === "auto" ? "auto" : intFlag(a["micro-batches"], "micro-batches"),
     onRun: a.json ? undefined : (i, ms) => console.error(`run ${i + 1}: ${ms.toFixed(0)} ms`),
   });
   const out = { ...r, backend: backend.name, date: new Date().toISOString(), machine: await machineLine() };
+  if (r.micro_batches > 1) {
+    console.error(
+      `note: ${r.batch_size / r.workers} images per engine do not fit in the wasm heap at once: each step ` +
+        `accumulated gradients over ${r.micro_batches} micro-batches`,
+    );
+  }
   if (a.json) console.log(JSON.stringify(out));
   else {
     console.log(

@@ -5,9 +5,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Impl } from "./vit/layers.ts";
-import { buildModel } from "./registry.ts";
+import { buildVit } from "./registry.ts";
 import { AdamW, noWeightDecay } from "./train/optim.ts";
-import { trainStep } from "./train/step.ts";
+import { computeGrads, crossEntropyBothHeads, type MicroBatches } from "./train/step.ts";
 import { DataParallel } from "./parallel/data_parallel.ts";
 import type { ConcreteBackend } from "./backend.ts";
 
@@ -20,8 +20,8 @@ export interface BenchOptions {
   runs?: number;
   warmup?: number;
   impl?: Impl;
-  /** Gradient accumulation: the batch is split into this many micro-batches (training only). */
-  microBatches?: number;
+  /** Gradient accumulation: micro-batches per engine (training only); "auto": what the wasm heap needs. */
+  microBatches?: MicroBatches;
   /** Data-parallel workers (one engine each); 1 = this thread. */
   workers?: number;
   /** Backend of the workers (the caller's active backend otherwise). */
@@ -60,8 +60,12 @@ export function peakRssMb(): number {
 }
 
 export async function benchmark(o: BenchOptions): Promise<BenchResult> {
-  const runs = o.runs ?? 30, warmup = o.warmup ?? 2, impl = o.impl ?? "fast", micro = o.microBatches ?? 1;
-  const model = buildModel(o.model, o.imgSize ? { imgSize: o.imgSize } : {}, 0);
+  const runs = o.runs ?? 30,
+    warmup = o.warmup ?? 2,
+    impl = o.impl ?? "fast",
+    micro = o.microBatches ?? "auto";
+  let usedMicro = 1;
+  const model = buildVit(o.model, o.imgSize ? { imgSize: o.imgSize } : {}, 0);
   model.impl = impl;
   const S = model.config.imgSize, B = o.batchSize;
   const x = tf.randomNormal([B, S, S, model.config.inChans], 0, 1, "float32", 1) as tf.Tensor4D;
@@ -84,10 +88,16 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
   const shape: [number, number, number, number] = [B, S, S, model.config.inChans];
   const once = async () => {
     if (dp) {
-      if (opt) await dp.step(xData.slice(), shape, yData.slice(), 1e-4, micro);
-      else await dp.predict(xData.slice(), shape);
-    } else if (opt) trainStep(model, opt, x, labels, 1e-4, undefined, micro);
-    else {
+      if (opt) {
+        await dp.step(xData.slice(), shape, yData.slice(), 1e-4, micro);
+        usedMicro = dp.lastMicroBatches;
+      } else await dp.predict(xData.slice(), shape);
+    } else if (opt) {
+      const { grads, microBatches } = computeGrads(model, x, { labels }, crossEntropyBothHeads, micro);
+      opt.apply(grads, 1e-4);
+      tf.dispose([...grads.values()]);
+      usedMicro = microBatches;
+    } else {
       const y = model.predict(x);
       y.dataSync();
       y.dispose();
@@ -115,7 +125,7 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
       max_ms: Math.max(...times),
       runs,
       impl,
-      micro_batches: micro,
+      micro_batches: usedMicro,
       workers,
       peak_rss_mb: peakRssMb(),
     };

@@ -14,12 +14,22 @@ import { writeSafetensors } from "./io/safetensors.ts";
 export interface Loadable {
   /** timm name → weight in the model's internal layout. */
   readonly params: Map<string, tf.Variable>;
-  /** timm name → shape as PyTorch stores it. */
+  /**
+   * Non-trainable state that checkpoints also hold (BatchNorm running statistics, `num_batches_tracked`),
+   * kept as float32 variables; integer tensors in the file are converted.
+   */
+  readonly buffers?: Map<string, tf.Variable>;
+  /** timm name → shape as PyTorch stores it, for every param and buffer. */
   torchShapes(): Map<string, number[]>;
   /** Reorder torch-layout data into the internal layout of `name`. */
   toInternal(name: string, torchShape: readonly number[], data: Float32Array): Float32Array;
   /** Inverse of `toInternal`. */
   toTorch(name: string, torchShape: readonly number[], data: Float32Array): Float32Array;
+  /**
+   * Keys a checkpoint may lack, kept as they are (PyTorch's BatchNorm `num_batches_tracked`, which older and
+   * re-saved checkpoints omit and torch itself tolerates).
+   */
+  readonly optionalKeys?: ReadonlySet<string>;
   /** Classifier weights a non-strict load may skip when the class count differs. */
   readonly headNames: readonly string[];
   /** Turn a mis-shaped tensor into the right shape where the model has a rule for it, else null. */
@@ -58,6 +68,7 @@ export function loadStateDict(model: Loadable, sd: StateDict, opts: LoadOptions 
 
   const skippableHead = (k: string) => !strict && model.headNames.includes(k);
   for (const k of missing) {
+    if (model.optionalKeys?.has(k)) continue;
     if (skippableHead(k)) skipped.push(`${k} (not in checkpoint; kept initialised)`);
     else problems.push(`missing key '${k}' (expected shape [${expected.get(k)}])`);
   }
@@ -69,7 +80,8 @@ export function loadStateDict(model: Loadable, sd: StateDict, opts: LoadOptions 
   for (const [k, shape] of expected) {
     const t = sd.get(k);
     if (!t) continue;
-    if (t.dtype === "BOOL" || !(t.data instanceof Float32Array)) {
+    const isBuffer = model.buffers?.has(k) ?? false;
+    if (t.dtype === "BOOL" || (!(t.data instanceof Float32Array) && !isBuffer)) {
       problems.push(`'${k}' has dtype ${t.dtype}, expected a float tensor`);
       continue;
     }
@@ -94,8 +106,9 @@ export function loadStateDict(model: Loadable, sd: StateDict, opts: LoadOptions 
   }
   // All checks passed: only now touch the model, so a failed load leaves it unchanged.
   for (const [k, t] of ready) {
-    const v = model.params.get(k)!;
-    const data = model.toInternal(k, t.shape, t.data as Float32Array);
+    const v = (model.params.get(k) ?? model.buffers?.get(k))!;
+    const f32 = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    const data = model.toInternal(k, t.shape, f32);
     tf.tidy(() => v.assign(tf.tensor(data, v.shape, "float32")));
   }
   return { loaded: ready.size, skipped, adapted };
@@ -105,13 +118,15 @@ export function loadStateDict(model: Loadable, sd: StateDict, opts: LoadOptions 
 export function stateDictOf(model: Loadable): StateDict {
   const sd: StateDict = new Map();
   for (const [k, shape] of model.torchShapes()) {
-    const v = model.params.get(k)!;
+    const v = (model.params.get(k) ?? model.buffers?.get(k))!;
     // dataSync may hand out the backend's own buffer: copy before anything can alias it.
     const data = model.toTorch(k, shape, (v.dataSync() as Float32Array).slice());
     if (data.length !== numel(shape)) {
       throw new Error(`internal: ${k} has ${data.length} values for [${shape}]`);
     }
-    sd.set(k, { dtype: "F32", shape, data });
+    // BatchNorm's step counter is an int64 in PyTorch; keep it one in the file.
+    if (k.endsWith(".num_batches_tracked")) sd.set(k, { dtype: "I64", shape, data: Int32Array.from(data) });
+    else sd.set(k, { dtype: "F32", shape, data });
   }
   return sd;
 }

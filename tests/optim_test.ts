@@ -46,3 +46,36 @@ for (const backend of PARITY_BACKENDS) {
     tf.dispose([...params.values()]);
   });
 }
+
+Deno.test("cosine schedule per epoch equals timm's CosineLRScheduler as DeiT sets it (300 epochs)", async () => {
+  const { lrAt, scaledLr } = await import("../lib/train/schedule.ts");
+  const s = { lr: scaledLr(5e-4, 1024), epochs: 300, warmupEpochs: 5, warmupLr: 1e-6, minLr: 1e-5 };
+  const want: number[] = optim.cosine_lr_per_epoch;
+  assertEquals(want.length, 300);
+  want.forEach((w, e) => assert(Math.abs(lrAt(s, e) - w) <= 1e-5 * w, `epoch ${e}: ${lrAt(s, e)} vs ${w}`));
+  assertEquals(lrAt(s, 400), 1e-5);
+  assert(lrAt(s, 2.5) > lrAt(s, 2) && lrAt(s, 2.5) < lrAt(s, 3), "per-step values lie between epochs");
+});
+
+Deno.test("SGD with momentum and coupled decay, gradient clipping, EMA follow PyTorch/timm's formulas", async () => {
+  await useBackend("cpu");
+  const { Sgd, clipGradNorm, Ema } = await import("../lib/train/optim.ts");
+  const p = new Map<string, tf.Variable>([["w", tf.variable(tf.tensor1d([1, -2]))]]);
+  const sgd = new Sgd(p, { momentum: 0.9, weightDecay: 0.1 });
+  // Hand-computed: g1 = [0.5, 0.5] + 0.1·w = [0.6, 0.3]; b = g1; w = [1, -2] − 0.1·b = [0.94, -2.03]
+  sgd.apply(new Map([["w", tf.tensor1d([0.5, 0.5])]]), 0.1);
+  assert(relErr(p.get("w")!.dataSync(), [0.94, -2.03]) < 1e-6);
+  // g2 = [0.5, 0.5] + 0.1·[0.94, -2.03] = [0.594, 0.297]; b = 0.9·[0.6, 0.3] + g2 = [1.134, 0.567]
+  sgd.apply(new Map([["w", tf.tensor1d([0.5, 0.5])]]), 0.1);
+  assert(relErr(p.get("w")!.dataSync(), [0.94 - 0.1134, -2.03 - 0.0567]) < 1e-6);
+  const g = new Map<string, tf.Tensor>([["a", tf.tensor1d([3, 0])], ["b", tf.tensor1d([0, 4])]]);
+  assertEquals(clipGradNorm(g, 1), 5);
+  assert(relErr(g.get("b")!.dataSync(), [0, 0.8]) < 1e-5);
+  const ema = new Ema(p, 0.5);
+  const w0 = p.get("w")!.dataSync().slice();
+  p.get("w")!.assign(tf.tensor1d([0, 0]));
+  ema.update(p);
+  assert(relErr(ema.shadow.get("w")!.dataSync(), w0.map((v) => v / 2)) < 1e-6);
+  sgd.dispose();
+  ema.dispose();
+});

@@ -33,7 +33,7 @@ Deno.test("2 workers train exactly like 1 engine with the same total batch", asy
       const { x, labels } = batch(step + 1);
       const shape: [number, number, number, number] = [6, 32, 32, 3];
       const xt = tf.tensor4d(x, shape), yt = tf.tensor1d(labels, "int32");
-      const l1 = trainStep(single, opt, xt, yt, 1e-3);
+      const l1 = trainStep(single, opt, xt, { labels: yt }, { lr: 1e-3 });
       tf.dispose([xt, yt]);
       const l2 = await dp.step(x.slice(), shape, labels.slice(), 1e-3);
       assert(Math.abs(l1 - l2) / Math.abs(l1) < 1e-5, `step ${step}: loss ${l1} vs ${l2}`);

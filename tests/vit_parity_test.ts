@@ -10,6 +10,10 @@ import { modelConfig } from "../lib/registry.ts";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
 import { resamplePosEmbed } from "../lib/vit/posembed.ts";
 import { fixture, FIXTURES, nchwToNhwc, PARITY_BACKENDS, relErr, useBackend } from "./helpers.ts";
+import type { Impl } from "../lib/vit/layers.ts";
+
+/** Both implementations of every op: the fast one (lib/ops.ts) and the plain tf formulation. */
+const IMPLS: Impl[] = ["fast", "reference"];
 
 function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number) {
   const e = relErr(got, want);
@@ -20,10 +24,10 @@ function ce(logits: tf.Tensor2D, labels: Int32Array, classes: number): tf.Scalar
   return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(labels, "int32"), classes), logits);
 }
 
-for (const backend of PARITY_BACKENDS) {
-  Deno.test(`vit_mini eval logits match timm [${backend}]`, async () => {
+for (const [backend, impl] of PARITY_BACKENDS.flatMap((b) => IMPLS.map((i) => [b, i] as const))) {
+  Deno.test(`vit_mini eval logits match timm [${backend}, ${impl}]`, async () => {
     await useBackend(backend);
-    const model = new VisionTransformer(modelConfig("vit_mini_patch8_32"));
+    const model = new VisionTransformer(modelConfig("vit_mini_patch8_32"), { impl });
     await loadCheckpoint(model, FIXTURES + "vit_mini.safetensors");
     const c = await fixture("vit_mini_case.safetensors");
     const input = c.get("input")!;
@@ -35,9 +39,9 @@ for (const backend of PARITY_BACKENDS) {
   });
 
   for (const file of ["vit_mini_distilled.pth", "vit_mini_distilled.safetensors"]) {
-    Deno.test(`distilled ViT from ${file}: logits, features, loss and every gradient match [${backend}]`, async () => {
+    Deno.test(`${file}: logits, features, loss and every gradient match [${backend}, ${impl}]`, async () => {
       await useBackend(backend);
-      const model = new VisionTransformer(modelConfig("deit_mini_distilled_patch8_32"));
+      const model = new VisionTransformer(modelConfig("deit_mini_distilled_patch8_32"), { impl });
       const report = await loadCheckpoint(model, FIXTURES + file);
       assertEquals(report.skipped, []);
       const c = await fixture("vit_mini_distilled_case.safetensors");

@@ -11,6 +11,8 @@ import type { AdamWOptions } from "../train/optim.ts";
 import type { Impl } from "../vit/layers.ts";
 import type { VisionTransformer } from "../vit/model.ts";
 import { BARRIER_BYTES, type Reply, type Request, type Shard } from "./protocol.ts";
+import type { MicroBatches } from "../train/step.ts";
+import { OutOfMemoryError } from "../memory.ts";
 
 export interface DataParallelOptions {
   workers: number;
@@ -90,8 +92,12 @@ export class DataParallel {
       return;
     }
     this.#pending.delete(id!);
-    if (r.type === "error") p.reject(new Error(r.message));
-    else p.resolve(r);
+    if (r.type === "error") {
+      const oom = r.message.startsWith("OutOfMemoryError: ");
+      p.reject(
+        oom ? new OutOfMemoryError(r.message.slice("OutOfMemoryError: ".length)) : new Error(r.message),
+      );
+    } else p.resolve(r);
   }
 
   #ask(rank: number, req: Request & { id: number }, transfer: Transferable[] = []): Promise<Reply> {
@@ -119,13 +125,16 @@ export class DataParallel {
     return out.filter((s) => s.shape[0] > 0);
   }
 
+  /** Micro-batches each worker used in its last step (gradient accumulation when > 1). */
+  lastMicroBatches = 1;
+
   /** One optimiser step on the whole batch; returns its mean loss. */
   async step(
     x: Float32Array,
     shape: [number, number, number, number],
     labels: Int32Array,
     lr: number,
-    microBatches = 1,
+    microBatches: MicroBatches = "auto",
   ): Promise<number> {
     if (shape[0] < this.size) throw new Error(`batch ${shape[0]} is smaller than the ${this.size} workers`);
     const shards = this.#shards(x, shape, labels);
@@ -136,6 +145,7 @@ export class DataParallel {
         [shard.x.buffer as ArrayBuffer, shard.labels.buffer as ArrayBuffer],
       )
     ));
+    this.lastMicroBatches = Math.max(...replies.map((r) => (r.type === "step" ? r.microBatches : 1)));
     return replies.reduce((a, r) => a + (r.type === "step" ? r.loss : 0), 0);
   }
 

@@ -7,6 +7,7 @@ import type { ConcreteBackend } from "../backend.ts";
 import type { AdamWOptions } from "../train/optim.ts";
 import type { Impl } from "../vit/layers.ts";
 import type { ViTConfig } from "../vit/config.ts";
+import type { MicroBatches } from "../train/step.ts";
 
 /** A batch shard: images NHWC, float32, and integer labels. */
 export interface Shard {
@@ -34,14 +35,14 @@ export interface InitMessage {
 
 export type Request =
   | InitMessage
-  | { type: "step"; id: number; shard: Shard; lr: number; totalBatch: number; microBatches: number }
+  | { type: "step"; id: number; shard: Shard; lr: number; totalBatch: number; microBatches: MicroBatches }
   | { type: "predict"; id: number; shard: Shard }
   | { type: "weights"; id: number }
   | { type: "close" };
 
 export type Reply =
   | { type: "ready"; rank: number }
-  | { type: "step"; id: number; loss: number }
+  | { type: "step"; id: number; loss: number; microBatches: number }
   | { type: "predict"; id: number; logits: Float32Array; classes: number }
   | { type: "weights"; id: number; weights: Record<string, Float32Array> }
   | { type: "error"; id?: number; message: string };

@@ -65,7 +65,13 @@ async function handle(msg: Request) {
       const { sab, worldSize, rank, numParams } = init!;
       const x = tf.tensor4d(msg.shard.x, msg.shard.shape);
       const y = tf.tensor1d(msg.shard.labels, "int32");
-      const { loss, grads } = computeGrads(model!, x, y, crossEntropyBothHeads, msg.microBatches);
+      const { loss, grads, microBatches } = computeGrads(
+        model!,
+        x,
+        { labels: y },
+        crossEntropyBothHeads,
+        msg.microBatches,
+      );
       tf.dispose([x, y]);
       const weight = msg.shard.shape[0] / msg.totalBatch;
       const slots = new Float32Array(sab, 0, worldSize * numParams);
@@ -91,7 +97,7 @@ async function handle(msg: Request) {
       });
       opt!.apply(summed, msg.lr);
       tf.dispose([...summed.values()]);
-      post({ type: "step", id: msg.id, loss: loss * weight });
+      post({ type: "step", id: msg.id, loss: loss * weight, microBatches });
       return;
     }
     case "predict": {
@@ -118,6 +124,10 @@ async function handle(msg: Request) {
 let queue = Promise.resolve();
 self.onmessage = (e: MessageEvent<Request>) => {
   queue = queue.then(() => handle(e.data)).catch((err: Error) => {
-    post({ type: "error", id: (e.data as { id?: number }).id, message: err.stack ?? err.message });
+    // Expected failures (out of memory) travel as their message; anything else with its stack.
+    const message = err.name === "OutOfMemoryError"
+      ? `${err.name}: ${err.message}`
+      : err.stack ?? err.message;
+    post({ type: "error", id: (e.data as { id?: number }).id, message });
   });
 };

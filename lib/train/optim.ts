@@ -28,7 +28,7 @@ export interface AdamWState {
   v: Map<string, Float32Array>;
 }
 
-export class AdamW {
+export class AdamW implements Optimizer {
   readonly params: Map<string, tf.Variable>;
   readonly beta1: number;
   readonly beta2: number;
@@ -102,5 +102,98 @@ export class AdamW {
 
   dispose(): void {
     for (const t of [...this.#m.values(), ...this.#v.values()]) t.dispose();
+  }
+}
+
+/** What the training loop needs of an optimiser. */
+export interface Optimizer {
+  apply(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void;
+  dispose(): void;
+}
+
+export interface SgdOptions {
+  momentum?: number;
+  /** L2 weight decay added to the gradient (PyTorch SGD's coupled decay). */
+  weightDecay?: number;
+  noDecay?: ReadonlySet<string>;
+}
+
+/** SGD with momentum as torch.optim.SGD (dampening 0, not Nesterov): b ← μ·b + (g + wd·p); p ← p − lr·b. */
+export class Sgd implements Optimizer {
+  readonly #params: Map<string, tf.Variable>;
+  readonly #buf = new Map<string, tf.Variable>();
+  readonly momentum: number;
+  readonly weightDecay: number;
+  readonly noDecay: ReadonlySet<string>;
+  #started = false;
+
+  constructor(params: Map<string, tf.Variable>, opts: SgdOptions = {}) {
+    this.#params = params;
+    this.momentum = opts.momentum ?? 0.9;
+    this.weightDecay = opts.weightDecay ?? 0;
+    this.noDecay = opts.noDecay ?? new Set();
+    for (const [k, p] of params) this.#buf.set(k, tf.variable(tf.zerosLike(p), false));
+  }
+
+  apply(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
+    tf.tidy(() => {
+      for (const [k, p] of this.#params) {
+        let g = grads.get(k);
+        if (!g) continue;
+        const wd = this.noDecay.has(k) ? 0 : this.weightDecay;
+        if (wd > 0) g = tf.add(g, tf.mul(p, wd));
+        const b = this.#buf.get(k)!;
+        // PyTorch initialises the buffer with the first gradient itself.
+        const nb = this.#started && this.momentum > 0 ? tf.add(tf.mul(b, this.momentum), g) : g;
+        b.assign(nb);
+        p.assign(tf.sub(p, tf.mul(nb, lr)));
+      }
+    });
+    this.#started = true;
+  }
+
+  dispose(): void {
+    for (const b of this.#buf.values()) b.dispose();
+  }
+}
+
+/**
+ * Scale gradients so that their global L2 norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_).
+ * Returns the norm before clipping; the returned map holds new tensors where scaled (the inputs are disposed).
+ */
+export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): number {
+  const norm = Math.sqrt(
+    tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]),
+  );
+  const scale = maxNorm / (norm + 1e-6);
+  if (scale < 1) {
+    for (const [k, g] of grads) {
+      grads.set(k, tf.mul(g, scale));
+      g.dispose();
+    }
+  }
+  return norm;
+}
+
+/** Exponential moving average of the weights (timm ModelEma): ema ← d·ema + (1 − d)·w after each step. */
+export class Ema {
+  readonly decay: number;
+  readonly shadow = new Map<string, tf.Variable>();
+
+  constructor(params: Map<string, tf.Variable>, decay = 0.99996) {
+    this.decay = decay;
+    for (const [k, p] of params) this.shadow.set(k, tf.variable(tf.clone(p), false));
+  }
+
+  update(params: Map<string, tf.Variable>): void {
+    tf.tidy(() => {
+      for (const [k, e] of this.shadow) {
+        e.assign(tf.add(tf.mul(e, this.decay), tf.mul(params.get(k)!, 1 - this.decay)));
+      }
+    });
+  }
+
+  dispose(): void {
+    for (const e of this.shadow.values()) e.dispose();
   }
 }

@@ -5,35 +5,61 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Logits, VisionTransformer } from "../vit/model.ts";
 import type { AdamW } from "./optim.ts";
+import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "../memory.ts";
+
+/** Micro-batches per step: a number, or "auto" (as many as the wasm heap needs; 1 on other backends). */
+export type MicroBatches = number | "auto";
+
+/** What a batch is supervised with; every tensor's first axis is the batch. */
+export interface Targets {
+  /** Hard labels `[B]` int32. */
+  labels: tf.Tensor1D;
+  /** Soft targets `[B, C]` (Mixup/CutMix with label smoothing), when the batch was mixed. */
+  soft?: tf.Tensor2D;
+  /** A frozen teacher's logits `[B, C]` on the same (augmented) batch, for distillation. */
+  teacher?: tf.Tensor2D;
+}
 
 /** A loss on the model's outputs for a batch: returns a scalar (mean over the batch). */
-export type LossFn = (out: Logits, labels: tf.Tensor1D) => tf.Scalar;
+export type LossFn = (out: Logits, t: Targets) => tf.Scalar;
 
 /** Cross-entropy on the class head, and on the distillation head against the same labels when it exists. */
-export const crossEntropyBothHeads: LossFn = (out, labels) => {
+export const crossEntropyBothHeads: LossFn = (out, { labels }) => {
   const ce = (z: tf.Tensor2D) => tf.losses.softmaxCrossEntropy(tf.oneHot(labels, z.shape[1]), z) as tf.Scalar;
   return out.dist ? tf.mul(tf.add(ce(out.cls), ce(out.dist)), 0.5) : ce(out.cls);
 };
+
+/** Rows [start, start + n) of every target tensor. */
+function sliceTargets(t: Targets, start: number, n: number): Targets {
+  const rows = <T extends tf.Tensor>(x: T | undefined): T | undefined =>
+    x === undefined ? undefined : tf.slice(x, start, n) as T;
+  return { labels: rows(t.labels)!, soft: rows(t.soft), teacher: rows(t.teacher) };
+}
 
 export interface GradResult {
   /** Mean loss over the batch. */
   loss: number;
   /** Mean gradient over the batch, per parameter name (caller disposes). */
   grads: Map<string, tf.Tensor>;
+  /** Micro-batches actually used (gradient accumulation when > 1). */
+  microBatches: number;
 }
 
 /**
- * Loss and gradients of `model` on `x` `[B, H, W, C]` / `labels` `[B]`, in `microBatches` equal pieces whose
+ * Loss and gradients of `model` on `x` `[B, H, W, C]` / `targets`, in `microBatches` equal pieces whose
  * gradients are averaged (identical maths to one pass, less memory).
  */
 export function computeGrads(
   model: VisionTransformer,
   x: tf.Tensor4D,
-  labels: tf.Tensor1D,
+  targets: Targets,
   lossFn: LossFn,
-  microBatches = 1,
+  micro: MicroBatches = "auto",
 ): GradResult {
   const B = x.shape[0];
+  const microBatches = micro === "auto"
+    ? (tf.getBackend() === "wasm" ? fitMicroBatches(model.config, B) : 1)
+    : micro;
   if (B % microBatches !== 0) {
     throw new Error(`batch ${B} does not split into ${microBatches} equal micro-batches`);
   }
@@ -43,11 +69,21 @@ export function computeGrads(
   let total = 0;
   const sums = new Map<string, tf.Tensor>();
   for (let i = 0; i < microBatches; i++) {
-    const { value, grads } = tf.tidy(() => {
-      const xi = microBatches === 1 ? x : tf.slice(x, [i * mb, 0, 0, 0], [mb, -1, -1, -1]);
-      const yi = microBatches === 1 ? labels : tf.slice(labels, [i * mb], [mb]);
-      return tf.variableGrads(() => lossFn(model.forward(xi, { training: true }), yi), vars);
-    });
+    let step;
+    try {
+      step = tf.tidy(() => {
+        const xi = microBatches === 1 ? x : tf.slice(x, [i * mb, 0, 0, 0], [mb, -1, -1, -1]);
+        const yi = microBatches === 1 ? targets : sliceTargets(targets, i * mb, mb);
+        return tf.variableGrads(() => lossFn(model.forward(xi, { training: true }), yi), vars);
+      });
+    } catch (e) {
+      // A failed allocation aborts the wasm engine; say what would fit instead of a stack of internals.
+      if (tf.getBackend() === "wasm" && isWasmAbort(e)) {
+        throw new OutOfMemoryError(oomMessage(model.config, mb));
+      }
+      throw e;
+    }
+    const { value, grads } = step;
     total += value.dataSync()[0];
     value.dispose();
     names.forEach((n, j) => {
@@ -66,25 +102,49 @@ export function computeGrads(
       g.dispose();
     }
   }
-  return { loss: total / microBatches, grads: sums };
+  return { loss: total / microBatches, grads: sums, microBatches };
 }
 
-/** One full step: gradients, then the optimiser update at `lr`. Returns the mean loss. */
+/** A frozen model that predicts logits in eval mode (any registered model can teach). */
+export interface Teacher {
+  predict(x: tf.Tensor4D): tf.Tensor2D;
+}
+
+export interface StepOptions {
+  lr: number;
+  lossFn?: LossFn;
+  microBatches?: MicroBatches;
+  /** Runs frozen, in eval mode, on the same (augmented) batch; its logits join the targets. */
+  teacher?: Teacher;
+}
+
+/** One full step: (teacher logits,) gradients, then the optimiser update at `lr`. Returns the mean loss. */
 export function trainStep(
   model: VisionTransformer,
   opt: AdamW,
   x: tf.Tensor4D,
-  labels: tf.Tensor1D,
-  lr: number,
-  lossFn: LossFn = crossEntropyBothHeads,
-  microBatches = 1,
+  targets: Targets,
+  o: StepOptions,
 ): number {
-  const { loss, grads } = computeGrads(model, x, labels, lossFn, microBatches);
-  if (!Number.isFinite(loss)) {
+  // The teacher's forward runs outside the gradient computation: no gradient can reach it.
+  const teacherLogits = o.teacher ? o.teacher.predict(x) : undefined;
+  try {
+    const t = teacherLogits ? { ...targets, teacher: teacherLogits } : targets;
+    const { loss, grads } = computeGrads(
+      model,
+      x,
+      t,
+      o.lossFn ?? crossEntropyBothHeads,
+      o.microBatches ?? "auto",
+    );
+    if (!Number.isFinite(loss)) {
+      tf.dispose([...grads.values()]);
+      throw new Error(`loss is ${loss}: training diverged (lower the learning rate or check the data)`);
+    }
+    opt.apply(grads, o.lr);
     tf.dispose([...grads.values()]);
-    throw new Error(`loss is ${loss}: training diverged (lower the learning rate or check the data)`);
+    return loss;
+  } finally {
+    teacherLogits?.dispose();
   }
-  opt.apply(grads, lr);
-  tf.dispose([...grads.values()]);
-  return loss;
 }

@@ -1,0 +1,41 @@
+/**
+ * The data interfaces shared by every dataset, transform and loader of the training pipeline.
+ *
+ * Images travel as 8-bit RGB, row-major HWC (what sharp decodes to and what the augmentations work on) until
+ * normalisation turns them into float32 HWC, the layout the model takes (NHWC batches).
+ */
+
+/** An 8-bit image, HWC row-major. Training images are always 3 channels (grey data is replicated). */
+export interface ImageU8 {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 3;
+}
+
+/** A float32 image, HWC row-major (after normalisation). */
+export interface ImageF32 {
+  data: Float32Array;
+  width: number;
+  height: number;
+  channels: 3;
+}
+
+export interface Sample {
+  image: ImageU8;
+  /** Class index. */
+  label: number;
+}
+
+/** A labelled image collection: one split of one dataset. */
+export interface Dataset {
+  /** e.g. "fashion-mnist/train". */
+  readonly name: string;
+  /** Class names; a label is an index into this list. */
+  readonly classes: readonly string[];
+  readonly length: number;
+  /** Decode sample `i` (0 ≤ i < length). Errors name the file. */
+  get(i: number): Promise<Sample>;
+  /** Labels of all samples without decoding images, where cheap (for samplers and statistics). */
+  labels?(): Promise<Int32Array>;
+}
