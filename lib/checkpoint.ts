@@ -138,7 +138,9 @@ export async function loadCheckpoint(
   opts: LoadOptions = {},
 ): Promise<LoadReport> {
   const file = await readCheckpointFile(path);
-  return loadStateDict(model, file.stateDict, { source: path, ...opts });
+  // A training run's checkpoint also carries its optimiser/EMA state under `_train.`: not model weights.
+  const sd = new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.")));
+  return loadStateDict(model, sd, { source: path, ...opts });
 }
 
 /** Write the model's weights as `.safetensors` (atomically: temp file + rename). */

@@ -47,7 +47,9 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
     await main();
   } catch (e) {
     const err = e as Error;
-    const expected = ["UsageError", "CheckpointError", "DataError", "OutOfMemoryError"].includes(err.name) ||
+    const expected =
+      ["UsageError", "CheckpointError", "DataError", "OutOfMemoryError", "ConfigError", "TrainingError"]
+        .includes(err.name) ||
       err.message.startsWith("unknown model") || err.message.startsWith("backend ") ||
       err.message.startsWith("unknown backend");
     console.error(`error: ${expected ? err.message : err.stack}`);

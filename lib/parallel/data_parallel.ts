@@ -5,12 +5,21 @@
  * engine makes on the whole batch (up to float rounding; tests/parallel_test.ts). The same mechanism is how one
  * run could later spread over several devices.
  */
+import type * as tf from "@tensorflow/tfjs";
 import type { ConcreteBackend } from "../backend.ts";
 import { noWeightDecay } from "../train/optim.ts";
-import type { AdamWOptions } from "../train/optim.ts";
+import type { Loadable } from "../checkpoint.ts";
 import type { Impl } from "../vit/layers.ts";
 import type { VisionTransformer } from "../vit/model.ts";
-import { BARRIER_BYTES, type Reply, type Request, type Shard } from "./protocol.ts";
+import {
+  BARRIER_BYTES,
+  type LossSpec,
+  type OptimSpec,
+  type Reply,
+  type Request,
+  type Shard,
+  type WorkerState,
+} from "./protocol.ts";
 import type { MicroBatches } from "../train/step.ts";
 import { OutOfMemoryError } from "../memory.ts";
 
@@ -18,7 +27,15 @@ export interface DataParallelOptions {
   workers: number;
   backend: ConcreteBackend;
   impl?: Impl;
-  optim?: Omit<AdamWOptions, "noDecay">;
+  /** Optimiser (default AdamW as DeiT: weight decay 0.05, the no-decay rule). */
+  optim?: Partial<Omit<OptimSpec, "noDecay">>;
+  /** Training loss (default cross-entropy on both heads). */
+  loss?: LossSpec;
+  clipGrad?: number;
+  /** EMA decay of the weights, kept on rank 0; 0/undefined = none. */
+  emaDecay?: number;
+  /** Frozen teacher replicated into every worker (its forward runs there, on the worker's shard). */
+  teacher?: { name: string; overrides?: Record<string, unknown>; model: Loadable };
   seed?: number;
   /** Workers keep tfjs-backend-wasm's stock kernels (before/after measurements only). */
   stockKernels?: boolean;
@@ -35,52 +52,70 @@ export class DataParallel {
     this.size = workers.length;
   }
 
-  /** Start `opts.workers` replicas of `model` (its current weights), each with its own AdamW. */
+  /** Start `opts.workers` replicas of `model` (its current weights), each with its own optimiser. */
   static async start(model: VisionTransformer, opts: DataParallelOptions): Promise<DataParallel> {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`workers must be ≥ 1`);
-    const weights: Record<string, Float32Array> = {};
-    let numParams = 0;
-    for (const [k, v] of model.params) {
-      weights[k] = (v.dataSync() as Float32Array).slice();
-      numParams += v.size;
-    }
+    const weights = snapshot(model.params);
+    const numParams = Object.values(weights).reduce((a, w) => a + w.length, 0);
     const shapes = model.torchShapes();
     const noDecay = [...shapes].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k);
+    const teacher = opts.teacher
+      ? {
+        name: opts.teacher.name,
+        overrides: opts.teacher.overrides ?? {},
+        state: {
+          ...snapshot(opts.teacher.model.params),
+          ...snapshot(opts.teacher.model.buffers ?? new Map()),
+        },
+      }
+      : undefined;
     const sab = new SharedArrayBuffer(opts.workers * numParams * 4 + BARRIER_BYTES);
     const workers = Array.from(
       { length: opts.workers },
       () => new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }),
     );
     const dp = new DataParallel(workers);
-    await Promise.all(workers.map((w, rank) =>
-      new Promise<void>((resolve, reject) => {
-        w.onmessage = (e: MessageEvent<Reply>) => {
-          if (e.data.type === "ready") {
-            w.onmessage = (ev: MessageEvent<Reply>) => dp.#onReply(ev.data);
-            resolve();
-          } else if (e.data.type === "error") {
-            reject(new Error(`worker ${rank} failed to start: ${e.data.message}`));
-          }
-        };
-        w.onerror = (e) => reject(new Error(`worker ${rank}: ${e.message}`));
-        w.postMessage(
-          {
-            type: "init",
-            rank,
-            worldSize: opts.workers,
-            backend: opts.backend,
-            config: model.config,
-            impl: opts.impl ?? model.impl,
-            seed: opts.seed ?? 0,
-            weights,
-            optim: { ...opts.optim, noDecay },
-            sab,
-            numParams,
-            stockKernels: opts.stockKernels ?? false,
-          } satisfies Request,
-        );
-      })
-    ));
+    try {
+      await Promise.all(workers.map((w, rank) =>
+        new Promise<void>((resolve, reject) => {
+          w.onmessage = (e: MessageEvent<Reply>) => {
+            if (e.data.type === "ready") {
+              w.onmessage = (ev: MessageEvent<Reply>) => dp.#onReply(ev.data);
+              resolve();
+            } else if (e.data.type === "error") {
+              reject(new Error(`worker ${rank} failed to start: ${e.data.message}`));
+            }
+          };
+          w.onerror = (e) => {
+            e.preventDefault();
+            reject(new Error(`worker ${rank}: ${e.message}`));
+          };
+          w.postMessage(
+            {
+              type: "init",
+              rank,
+              worldSize: opts.workers,
+              backend: opts.backend,
+              stockKernels: opts.stockKernels ?? false,
+              config: model.config,
+              impl: opts.impl ?? model.impl,
+              seed: opts.seed ?? 0,
+              weights,
+              optim: { type: "adamw", weightDecay: 0.05, ...opts.optim, noDecay },
+              loss: opts.loss ?? { kind: "ce-both-heads" },
+              clipGrad: opts.clipGrad ?? 0,
+              emaDecay: opts.emaDecay ?? 0,
+              teacher,
+              sab,
+              numParams,
+            } satisfies Request,
+          );
+        })
+      ));
+    } catch (e) {
+      dp.close();
+      throw e;
+    }
     return dp;
   }
 
@@ -108,9 +143,15 @@ export class DataParallel {
   }
 
   /** Split `[B, ...]` into `size` contiguous shards (the first `B mod size` one sample larger). */
-  #shards(x: Float32Array, shape: [number, number, number, number], labels: Int32Array): Shard[] {
+  #shards(
+    x: Float32Array,
+    shape: [number, number, number, number],
+    labels: Int32Array,
+    target?: Float32Array,
+  ): Shard[] {
     const [B, H, W, C] = shape;
     const per = H * W * C;
+    const classes = target ? target.length / B : 0;
     const out: Shard[] = [];
     let start = 0;
     for (let r = 0; r < this.size; r++) {
@@ -119,6 +160,7 @@ export class DataParallel {
         x: x.slice(start * per, (start + n) * per),
         shape: [n, H, W, C],
         labels: labels.slice(start, start + n),
+        target: target?.slice(start * classes, (start + n) * classes),
       });
       start += n;
     }
@@ -127,6 +169,8 @@ export class DataParallel {
 
   /** Micro-batches each worker used in its last step (gradient accumulation when > 1). */
   lastMicroBatches = 1;
+  /** Global gradient norm before clipping in the last step (NaN when clipping is off). */
+  lastGradNorm = NaN;
 
   /** One optimiser step on the whole batch; returns its mean loss. */
   async step(
@@ -135,9 +179,10 @@ export class DataParallel {
     labels: Int32Array,
     lr: number,
     microBatches: MicroBatches = "auto",
+    target?: Float32Array,
   ): Promise<number> {
     if (shape[0] < this.size) throw new Error(`batch ${shape[0]} is smaller than the ${this.size} workers`);
-    const shards = this.#shards(x, shape, labels);
+    const shards = this.#shards(x, shape, labels, target);
     const replies = await Promise.all(shards.map((shard, rank) =>
       this.#ask(
         rank,
@@ -145,16 +190,21 @@ export class DataParallel {
         [shard.x.buffer as ArrayBuffer, shard.labels.buffer as ArrayBuffer],
       )
     ));
+    this.lastGradNorm = replies[0].type === "step" ? replies[0].gradNorm : NaN;
     this.lastMicroBatches = Math.max(...replies.map((r) => (r.type === "step" ? r.microBatches : 1)));
     return replies.reduce((a, r) => a + (r.type === "step" ? r.loss : 0), 0);
   }
 
-  /** Eval-mode logits `[B, classes]` (flat), the batch split over the workers. */
-  async predict(x: Float32Array, shape: [number, number, number, number]): Promise<Float32Array> {
+  /** Eval-mode logits `[B, classes]` (flat) of `head`, the batch split over the workers. */
+  async predict(
+    x: Float32Array,
+    shape: [number, number, number, number],
+    head: "cls" | "dist" | "both" = "both",
+  ): Promise<Float32Array> {
     const shards = this.#shards(x, shape, new Int32Array(shape[0]));
     const replies = await Promise.all(
       shards.map((shard, rank) =>
-        this.#ask(rank, { type: "predict", id: this.#nextId++, shard }, [shard.x.buffer as ArrayBuffer])
+        this.#ask(rank, { type: "predict", id: this.#nextId++, shard, head }, [shard.x.buffer as ArrayBuffer])
       ),
     );
     const parts = replies.map((r) => (r.type === "predict" ? r.logits : new Float32Array()));
@@ -169,8 +219,27 @@ export class DataParallel {
 
   /** The replicas' current weights (internal layout), from worker 0. */
   async weights(): Promise<Record<string, Float32Array>> {
-    const r = await this.#ask(0, { type: "weights", id: this.#nextId++ });
-    return r.type === "weights" ? r.weights : {};
+    return (await this.getState())[0].weights;
+  }
+
+  /** Every rank's state (weights, optimiser, EMA on rank 0, drop-path generator), for a checkpoint. */
+  async getState(): Promise<WorkerState[]> {
+    const replies = await Promise.all(
+      this.#workers.map((_, r) => this.#ask(r, { type: "getState", id: this.#nextId++ })),
+    );
+    return replies.map((r) => {
+      if (r.type !== "getState") throw new Error("unexpected reply");
+      return r.state;
+    });
+  }
+
+  /** Restore every rank (from `getState`'s output; a single state is given to every rank). */
+  async setState(states: WorkerState[]): Promise<void> {
+    await Promise.all(
+      this.#workers.map((_, r) =>
+        this.#ask(r, { type: "setState", id: this.#nextId++, state: states[Math.min(r, states.length - 1)] })
+      ),
+    );
   }
 
   /** Stop the workers (their engines and memory go with them). */
@@ -179,4 +248,8 @@ export class DataParallel {
     for (const p of this.#pending.values()) p.reject(new Error("data-parallel workers closed"));
     this.#pending.clear();
   }
+}
+
+function snapshot(vars: Map<string, tf.Variable>): Record<string, Float32Array> {
+  return Object.fromEntries([...vars].map(([k, v]) => [k, (v.dataSync() as Float32Array).slice()]));
 }

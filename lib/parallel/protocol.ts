@@ -4,16 +4,47 @@
  * SharedArrayBuffer.
  */
 import type { ConcreteBackend } from "../backend.ts";
-import type { AdamWOptions } from "../train/optim.ts";
+import type { OptimizerState } from "../train/optim.ts";
 import type { Impl } from "../vit/layers.ts";
 import type { ViTConfig } from "../vit/config.ts";
 import type { MicroBatches } from "../train/step.ts";
 
-/** A batch shard: images NHWC, float32, and integer labels. */
+/** A batch shard: images NHWC float32, integer labels, and optional soft targets `[n, C]`. */
 export interface Shard {
   x: Float32Array;
   shape: [number, number, number, number];
   labels: Int32Array;
+  target?: Float32Array;
+}
+
+/** The loss the workers train with (functions cannot cross into a worker, so it is named). */
+export type LossSpec =
+  | { kind: "ce-both-heads" }
+  | { kind: "distill"; mode: string; smoothing: number; alpha?: number; tau: number };
+
+export interface OptimSpec {
+  type: "adamw" | "sgd";
+  betas?: [number, number];
+  eps?: number;
+  weightDecay: number;
+  momentum?: number;
+  noDecay: string[];
+}
+
+/** A frozen teacher: a registered model, its config overrides, and its weights and buffers (internal layout). */
+export interface TeacherSpec {
+  name: string;
+  overrides: Record<string, unknown>;
+  state: Record<string, Float32Array>;
+}
+
+/** One rank's full training state (for checkpoints and resume). */
+export interface WorkerState {
+  weights: Record<string, Float32Array>;
+  optim: OptimizerState;
+  ema?: Record<string, Float32Array>;
+  /** Each rank's drop-path generator. */
+  rng: number;
 }
 
 export interface InitMessage {
@@ -21,30 +52,38 @@ export interface InitMessage {
   rank: number;
   worldSize: number;
   backend: ConcreteBackend;
+  stockKernels: boolean;
   config: ViTConfig;
   impl: Impl;
   seed: number;
   /** Internal-layout weights by name (every worker starts from the same values). */
   weights: Record<string, Float32Array>;
-  optim: Omit<AdamWOptions, "noDecay"> & { noDecay: string[] };
+  optim: OptimSpec;
+  loss: LossSpec;
+  /** Global-norm gradient clipping; 0 = off. */
+  clipGrad: number;
+  /** EMA decay kept on rank 0; 0 = no EMA. */
+  emaDecay: number;
+  teacher?: TeacherSpec;
   /** Gradient exchange: worldSize slots of `numParams` floats, then the barrier words. */
   sab: SharedArrayBuffer;
   numParams: number;
-  stockKernels: boolean;
 }
 
 export type Request =
   | InitMessage
   | { type: "step"; id: number; shard: Shard; lr: number; totalBatch: number; microBatches: MicroBatches }
-  | { type: "predict"; id: number; shard: Shard }
-  | { type: "weights"; id: number }
+  | { type: "predict"; id: number; shard: Shard; head: "cls" | "dist" | "both" }
+  | { type: "getState"; id: number }
+  | { type: "setState"; id: number; state: WorkerState }
   | { type: "close" };
 
 export type Reply =
   | { type: "ready"; rank: number }
-  | { type: "step"; id: number; loss: number; microBatches: number }
+  | { type: "step"; id: number; loss: number; microBatches: number; gradNorm: number }
   | { type: "predict"; id: number; logits: Float32Array; classes: number }
-  | { type: "weights"; id: number; weights: Record<string, Float32Array> }
+  | { type: "getState"; id: number; state: WorkerState }
+  | { type: "setState"; id: number }
   | { type: "error"; id?: number; message: string };
 
 /** Bytes of the barrier area at the end of the shared buffer (Int32: arrive counter, generation). */

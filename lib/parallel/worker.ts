@@ -1,24 +1,29 @@
 /**
  * A data-parallel worker: one TensorFlow.js engine (its own wasm instance, so one core) holding a full
- * replica of the model and of the optimiser.
+ * replica of the model, of its optimiser, and (for distillation) of the frozen teacher.
  *
- * A training step: gradients of the mean loss on this worker's shard, scaled by shard/total so that the sum
- * over workers is the gradient of the whole batch's mean loss; written to this worker's slot of the shared
- * buffer; a barrier; then every worker adds the slots in rank order (the same floats in the same order, so
- * the same result everywhere) and applies the same AdamW update — replicas stay identical without sending
- * weights around.
+ * A training step: the teacher's logits on this worker's shard; gradients of the mean loss on the shard, scaled
+ * by shard/total so that the sum over workers is the gradient of the whole batch's mean loss; written to this
+ * worker's slot of the shared buffer; a barrier; then every worker adds the slots in rank order (the same
+ * floats in the same order, so the same result everywhere), clips and applies the same update — replicas stay
+ * identical without sending weights around.
  */
 /// <reference lib="deno.worker" />
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../backend.ts";
 import { VisionTransformer } from "../vit/model.ts";
-import { AdamW } from "../train/optim.ts";
-import { computeGrads, crossEntropyBothHeads } from "../train/step.ts";
-import { BARRIER_BYTES, type InitMessage, type Reply, type Request } from "./protocol.ts";
+import { AdamW, clipGradNorm, Ema, type Optimizer, Sgd } from "../train/optim.ts";
+import { computeGrads, crossEntropyBothHeads, type LossFn, type Targets } from "../train/step.ts";
+import { distillLossFn } from "../distill/modes.ts";
+import { type AnyModel, buildModel } from "../registry.ts";
+import { BARRIER_BYTES, type InitMessage, type Reply, type Request, type WorkerState } from "./protocol.ts";
 
-let model: VisionTransformer | undefined;
-let opt: AdamW | undefined;
-let init: InitMessage | undefined;
+let model: VisionTransformer;
+let opt: Optimizer;
+let lossFn: LossFn;
+let teacher: AnyModel | undefined;
+let ema: Ema | undefined;
+let init: InitMessage;
 let names: string[] = [];
 let offsets: number[] = [];
 
@@ -39,80 +44,135 @@ function barrier(sab: SharedArrayBuffer, worldSize: number) {
   }
 }
 
+function assignAll(vars: Map<string, tf.Variable>, values: Record<string, Float32Array>, what: string) {
+  for (const [k, v] of vars) {
+    const w = values[k];
+    if (!w || w.length !== v.size) {
+      throw new Error(`worker ${init.rank}: ${what} '${k}' missing or mis-sized`);
+    }
+    v.assign(tf.tensor(w, v.shape, "float32"));
+  }
+}
+
+const snapshot = (vars: Map<string, tf.Variable>) =>
+  Object.fromEntries([...vars].map(([k, v]) => [k, (v.dataSync() as Float32Array).slice()]));
+
+function setup(msg: InitMessage) {
+  init = msg;
+  model = new VisionTransformer(msg.config, { seed: msg.seed + msg.rank, impl: msg.impl });
+  assignAll(model.params, msg.weights, "weight");
+  names = [...model.params.keys()];
+  let o = 0;
+  offsets = names.map((n) => {
+    const at = o;
+    o += model.params.get(n)!.size;
+    return at;
+  });
+  const noDecay = new Set(msg.optim.noDecay);
+  opt = msg.optim.type === "sgd"
+    ? new Sgd(model.params, { momentum: msg.optim.momentum, weightDecay: msg.optim.weightDecay, noDecay })
+    : new AdamW(model.params, {
+      betas: msg.optim.betas,
+      eps: msg.optim.eps,
+      weightDecay: msg.optim.weightDecay,
+      noDecay,
+    });
+  lossFn = msg.loss.kind === "distill"
+    ? distillLossFn(msg.loss.mode, {
+      smoothing: msg.loss.smoothing,
+      alpha: msg.loss.alpha,
+      tau: msg.loss.tau,
+    })
+    : crossEntropyBothHeads;
+  if (msg.teacher) {
+    // deno-lint-ignore no-explicit-any
+    teacher = buildModel(msg.teacher.name as any, msg.teacher.overrides as any);
+    assignAll(teacher.params, msg.teacher.state, "teacher weight");
+    const buffers = (teacher as { buffers?: Map<string, tf.Variable> }).buffers;
+    if (buffers) assignAll(buffers, msg.teacher.state, "teacher buffer");
+  }
+  if (msg.emaDecay > 0 && msg.rank === 0) ema = new Ema(model.params, msg.emaDecay);
+}
+
+function step(msg: Extract<Request, { type: "step" }>): Reply {
+  const { sab, worldSize, rank, numParams } = init;
+  const { x: xs, shape, labels: ls, target: ts } = msg.shard;
+  const x = tf.tensor4d(xs, shape);
+  const targets: Targets = { labels: tf.tensor1d(ls, "int32") };
+  if (ts) targets.soft = tf.tensor2d(ts, [shape[0], ts.length / shape[0]]);
+  // The teacher's forward runs outside the gradient computation: no gradient can reach it.
+  if (teacher) targets.teacher = teacher.predict(x);
+  const { loss, grads, microBatches } = computeGrads(model, x, targets, lossFn, msg.microBatches);
+  tf.dispose([x, targets.labels, targets.soft!, targets.teacher!].filter(Boolean));
+  const weight = shape[0] / msg.totalBatch;
+  const slots = new Float32Array(sab, 0, worldSize * numParams);
+  const mine = slots.subarray(rank * numParams, (rank + 1) * numParams);
+  names.forEach((n, i) => {
+    const g = grads.get(n)!.dataSync() as Float32Array;
+    const dst = mine.subarray(offsets[i], offsets[i] + g.length);
+    for (let j = 0; j < g.length; j++) dst[j] = g[j] * weight;
+  });
+  tf.dispose([...grads.values()]);
+  barrier(sab, worldSize);
+  // Every worker reduces all slots in rank order: identical sums, identical updates.
+  const total = new Float32Array(numParams);
+  for (let r = 0; r < worldSize; r++) {
+    const s = slots.subarray(r * numParams, (r + 1) * numParams);
+    for (let j = 0; j < numParams; j++) total[j] += s[j];
+  }
+  barrier(sab, worldSize); // nobody overwrites a slot before everyone has read it
+  const summed = new Map<string, tf.Tensor>();
+  names.forEach((n, i) => {
+    const v = model.params.get(n)!;
+    summed.set(n, tf.tensor(total.subarray(offsets[i], offsets[i] + v.size), v.shape, "float32"));
+  });
+  const gradNorm = init.clipGrad > 0 ? clipGradNorm(summed, init.clipGrad) : NaN;
+  opt.apply(summed, msg.lr);
+  tf.dispose([...summed.values()]);
+  ema?.update(model.params);
+  return { type: "step", id: msg.id, loss: loss * weight, microBatches, gradNorm };
+}
+
 async function handle(msg: Request) {
   switch (msg.type) {
-    case "init": {
-      init = msg;
+    case "init":
       await initBackend(msg.backend, { stockKernels: msg.stockKernels });
-      model = new VisionTransformer(msg.config, { seed: msg.seed + msg.rank, impl: msg.impl });
-      for (const [k, v] of model.params) {
-        const w = msg.weights[k];
-        if (!w || w.length !== v.size) throw new Error(`worker ${msg.rank}: weights for '${k}' missing`);
-        v.assign(tf.tensor(w, v.shape, "float32"));
-      }
-      names = [...model.params.keys()];
-      let o = 0;
-      offsets = names.map((n) => {
-        const at = o;
-        o += model!.params.get(n)!.size;
-        return at;
-      });
-      opt = new AdamW(model.params, { ...msg.optim, noDecay: new Set(msg.optim.noDecay) });
+      setup(msg);
       post({ type: "ready", rank: msg.rank });
       return;
-    }
-    case "step": {
-      const { sab, worldSize, rank, numParams } = init!;
-      const x = tf.tensor4d(msg.shard.x, msg.shard.shape);
-      const y = tf.tensor1d(msg.shard.labels, "int32");
-      const { loss, grads, microBatches } = computeGrads(
-        model!,
-        x,
-        { labels: y },
-        crossEntropyBothHeads,
-        msg.microBatches,
-      );
-      tf.dispose([x, y]);
-      const weight = msg.shard.shape[0] / msg.totalBatch;
-      const slots = new Float32Array(sab, 0, worldSize * numParams);
-      const mine = slots.subarray(rank * numParams, (rank + 1) * numParams);
-      names.forEach((n, i) => {
-        const g = grads.get(n)!.dataSync() as Float32Array;
-        const dst = mine.subarray(offsets[i], offsets[i] + g.length);
-        for (let j = 0; j < g.length; j++) dst[j] = g[j] * weight;
-      });
-      tf.dispose([...grads.values()]);
-      barrier(sab, worldSize);
-      // Every worker reduces all slots in rank order: identical sums, identical updates.
-      const total = new Float32Array(numParams);
-      for (let r = 0; r < worldSize; r++) {
-        const s = slots.subarray(r * numParams, (r + 1) * numParams);
-        for (let j = 0; j < numParams; j++) total[j] += s[j];
-      }
-      barrier(sab, worldSize); // nobody overwrites a slot before everyone has read it
-      const summed = new Map<string, tf.Tensor>();
-      names.forEach((n, i) => {
-        const v = model!.params.get(n)!;
-        summed.set(n, tf.tensor(total.subarray(offsets[i], offsets[i] + v.size), v.shape, "float32"));
-      });
-      opt!.apply(summed, msg.lr);
-      tf.dispose([...summed.values()]);
-      post({ type: "step", id: msg.id, loss: loss * weight, microBatches });
+    case "step":
+      post(step(msg));
       return;
-    }
     case "predict": {
       const x = tf.tensor4d(msg.shard.x, msg.shard.shape);
-      const logits = model!.predict(x);
+      const logits = tf.tidy(() => {
+        const out = model.forward(x);
+        if (msg.head === "cls" || !out.dist) return out.cls;
+        return msg.head === "dist" ? out.dist : tf.div(tf.add(out.cls, out.dist), 2);
+      });
       const data = (await logits.data()) as Float32Array;
-      const classes = logits.shape[1];
+      const classes = logits.shape[1]!;
       tf.dispose([x, logits]);
       post({ type: "predict", id: msg.id, logits: data, classes }, [data.buffer as ArrayBuffer]);
       return;
     }
-    case "weights": {
-      const out: Record<string, Float32Array> = {};
-      for (const [k, v] of model!.params) out[k] = (v.dataSync() as Float32Array).slice();
-      post({ type: "weights", id: msg.id, weights: out });
+    case "getState": {
+      const state: WorkerState = {
+        weights: snapshot(model.params),
+        optim: opt.getState(),
+        rng: model.rng.state,
+      };
+      if (ema) state.ema = snapshot(ema.shadow);
+      post({ type: "getState", id: msg.id, state });
+      return;
+    }
+    case "setState": {
+      const s = msg.state;
+      assignAll(model.params, s.weights, "weight");
+      opt.setState(s.optim);
+      if (s.ema && ema) assignAll(ema.shadow, s.ema, "EMA weight");
+      model.rng.state = s.rng;
+      post({ type: "setState", id: msg.id });
       return;
     }
     case "close":

@@ -21,11 +21,29 @@ export interface AdamWOptions {
   noDecay?: ReadonlySet<string>;
 }
 
-/** Optimiser state, for checkpoints: step count and the two moments per parameter. */
-export interface AdamWState {
+/** Optimiser state, for checkpoints: step count and per-parameter slots (AdamW: m, v; SGD: buf). */
+export interface OptimizerState {
   step: number;
-  m: Map<string, Float32Array>;
-  v: Map<string, Float32Array>;
+  slots: Record<string, Record<string, Float32Array>>;
+}
+
+function exportSlots(slots: Record<string, Map<string, tf.Variable>>): OptimizerState["slots"] {
+  return Object.fromEntries(
+    Object.entries(slots).map(([name, m]) => [
+      name,
+      Object.fromEntries([...m].map(([k, t]) => [k, (t.dataSync() as Float32Array).slice()])),
+    ]),
+  );
+}
+
+function importSlots(slots: Record<string, Map<string, tf.Variable>>, s: OptimizerState["slots"]): void {
+  for (const [name, dst] of Object.entries(slots)) {
+    for (const [k, t] of dst) {
+      const d = s[name]?.[k];
+      if (!d || d.length !== t.size) throw new Error(`optimiser state: '${name}.${k}' missing or mis-sized`);
+      t.assign(tf.tensor(d, t.shape, "float32"));
+    }
+  }
 }
 
 export class AdamW implements Optimizer {
@@ -81,22 +99,12 @@ export class AdamW implements Optimizer {
     });
   }
 
-  getState(): AdamWState {
-    const copy = (src: Map<string, tf.Variable>) =>
-      new Map([...src].map(([k, t]) => [k, (t.dataSync() as Float32Array).slice()]));
-    return { step: this.#step, m: copy(this.#m), v: copy(this.#v) };
+  getState(): OptimizerState {
+    return { step: this.#step, slots: exportSlots({ m: this.#m, v: this.#v }) };
   }
 
-  setState(s: AdamWState): void {
-    for (const [name, src, dst] of [["m", s.m, this.#m], ["v", s.v, this.#v]] as const) {
-      for (const [k, t] of dst) {
-        const d = src.get(k);
-        if (!d || d.length !== t.size) {
-          throw new Error(`optimiser state: '${name}.${k}' missing or mis-sized`);
-        }
-        t.assign(tf.tensor(d, t.shape, "float32"));
-      }
-    }
+  setState(s: OptimizerState): void {
+    importSlots({ m: this.#m, v: this.#v }, s.slots);
     this.#step = s.step;
   }
 
@@ -108,6 +116,8 @@ export class AdamW implements Optimizer {
 /** What the training loop needs of an optimiser. */
 export interface Optimizer {
   apply(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void;
+  getState(): OptimizerState;
+  setState(s: OptimizerState): void;
   dispose(): void;
 }
 
@@ -150,6 +160,15 @@ export class Sgd implements Optimizer {
       }
     });
     this.#started = true;
+  }
+
+  getState(): OptimizerState {
+    return { step: this.#started ? 1 : 0, slots: exportSlots({ buf: this.#buf }) };
+  }
+
+  setState(s: OptimizerState): void {
+    importSlots({ buf: this.#buf }, s.slots);
+    this.#started = s.step > 0;
   }
 
   dispose(): void {

@@ -1,0 +1,30 @@
+/**
+ * fmnist-deit — a small DeiT (deit_mini_patch4_28: dim 96, depth 6, 3 heads, patch 4 on 28×28) trained from
+ * scratch on Fashion-MNIST with the full DeiT recipe (AdamW, cosine + warm-up, label smoothing, RandAugment
+ * rand-m9-mstd0.5-inc1, Mixup 0.8 / CutMix 1.0, random erasing 0.25, stochastic depth 0.1, repeated
+ * augmentation ×3). For 28-px images DeiT's small-image rule applies: random crop with padding 4 + flip
+ * instead of RandomResizedCrop.
+ *
+ *   deno task train --config fmnist-deit            # results/runs/fmnist-deit (resumable: add --resume)
+ *
+ * Expected: ≥ 90% test top-1 (the acceptance bar of the training issue). Time on the 2-core development
+ * machine: see results/runs/fmnist-deit/log.jsonl (≈ seconds per epoch there).
+ */
+import type { ConfigFile } from "../lib/train/config.ts";
+
+export default {
+  description: "small DeiT on Fashion-MNIST with the full DeiT recipe",
+  config: {
+    model: "deit_mini_patch4_28",
+    dataset: "fashion-mnist",
+    train_split: "train",
+    val_split: "test",
+    epochs: 40,
+    warmup_epochs: 3,
+    batch_size: 256,
+    // DeiT's 5e-4 per 512 images is tuned for 300 ImageNet epochs; a 40-epoch run on a small dataset takes a
+    // larger step (scaled by batch/512 as always: 2e-3 × 256/512 = 1e-3).
+    lr: 2e-3,
+    min_lr: 1e-5,
+  },
+} satisfies ConfigFile;

@@ -1,0 +1,55 @@
+/**
+ * `deno task train --config NAME|FILE [--key value …] [--out DIR] [--resume] [--smoke]`
+ *
+ * NAME is a file of configs/ (e.g. fmnist-deit); FILE a .ts or .json path. Every other `--key value` overrides
+ * one config key (unknown or mistyped keys are errors; see lib/train/config.ts). The run folder defaults to
+ * results/runs/NAME. `--resume` continues from its checkpoint-last; `--smoke` runs a few steps in seconds
+ * (into a temporary folder unless --out is given) on the same code path.
+ */
+import { runMain, UsageError } from "../lib/cli.ts";
+import { listConfigs, loadConfigFile, parseOverrides, resolveConfig } from "../lib/train/config.ts";
+import { runTraining } from "../lib/train/run.ts";
+
+const USAGE = `usage: deno task train --config NAME|FILE [--key value …] [--out DIR] [--resume] [--smoke]
+configs: ${(await listConfigs()).join(", ")}`;
+
+await runMain(async () => {
+  const args = [...Deno.args];
+  const take = (flag: string, hasValue: boolean): string | boolean | undefined => {
+    const i = args.findIndex((a) => a === flag || a.startsWith(flag + "="));
+    if (i < 0) return undefined;
+    const [a] = args.splice(i, 1);
+    if (!hasValue) return true;
+    if (a.includes("=")) return a.slice(a.indexOf("=") + 1);
+    const v = args.splice(i, 1)[0];
+    if (v === undefined) throw new UsageError(`${flag} needs a value\n${USAGE}`);
+    return v;
+  };
+  if (take("--help", false)) {
+    console.log(USAGE);
+    return;
+  }
+  const configArg = take("--config", true) as string | undefined;
+  const out = take("--out", true) as string | undefined;
+  const resume = take("--resume", false) === true;
+  const smoke = take("--smoke", false) === true;
+  if (!configArg) throw new UsageError(`--config is required\n${USAGE}`);
+  const file = await loadConfigFile(configArg);
+  const config = resolveConfig(file.config, parseOverrides(args));
+  const name = configArg.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
+  const dir = out ?? (smoke ? await Deno.makeTempDir({ prefix: `smoke-${name}-` }) : `results/runs/${name}`);
+  const logs = await runTraining({
+    config,
+    out: dir,
+    resume,
+    smoke,
+    command: ["deno task train", ...Deno.args].join(" "),
+    configSource: file.path,
+  });
+  const last = logs[logs.length - 1];
+  console.log(
+    `${dir}: ${logs.length} epoch(s) logged; last test acc@1 ${last?.test_acc1.toFixed(2)}, best ${
+      last?.best_acc1.toFixed(2)
+    }`,
+  );
+});
