@@ -1,0 +1,113 @@
+/**
+ * Training runs end to end on a tiny slice of Fashion-MNIST: config errors are clear; a run killed mid-way and
+ * resumed logs exactly what an uninterrupted run logs; the run folder holds config.json, log.jsonl and
+ * checkpoints that `deno task eval`'s loader reads.
+ */
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { ConfigError, DEFAULTS, parseOverrides, resolveConfig } from "../lib/train/config.ts";
+import { FASHION_MNIST_DIR } from "../lib/data/idx.ts";
+
+const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
+const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
+
+const tiny = {
+  description: "test",
+  config: {
+    model: "deit_mini_patch4_28",
+    dataset: "fashion-mnist",
+    val_split: "test",
+    train_limit: 96,
+    eval_limit: 48,
+    batch_size: 32,
+    epochs: 3,
+    warmup_epochs: 1,
+    workers: 2,
+    loader_workers: 0,
+    lr: 1e-3,
+  },
+};
+
+function train(args: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", TRAIN, ...args],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+const readLog = async (dir: string) =>
+  (await Deno.readTextFile(`${dir}/log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+
+Deno.test("config: unknown and mistyped keys are errors naming the key; overrides keep types", () => {
+  assertThrows(
+    () => parseOverrides(["--learning_rate", "1"]),
+    ConfigError,
+    "unknown config key 'learning_rate'",
+  );
+  assertThrows(() => parseOverrides(["--epochs", "ten"]), ConfigError, "--epochs must be a number");
+  assertThrows(() => parseOverrides(["--opt", "lamb"]), ConfigError, "'opt' must be one of adamw, sgd");
+  assertThrows(() => resolveConfig({ epoch: 3 } as never, {}), ConfigError, "did you mean epochs");
+  const c = resolveConfig({ epochs: 3 }, parseOverrides(["--lr=0.001", "--ema", "--aa", ""]));
+  assertEquals([c.epochs, c.lr, c.ema, c.aa, c.batch_size], [3, 0.001, true, "", DEFAULTS.batch_size]);
+  assert(Object.isFrozen(c));
+});
+
+Deno.test({
+  name: "a run killed mid-way and resumed logs exactly what an uninterrupted run logs",
+  ignore: !haveFmnist,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(tiny));
+    const full = await train(["--config", `${dir}/tiny.json`, "--out", `${dir}/full`]).output();
+    assertEquals(full.code, 0, new TextDecoder().decode(full.stderr));
+    const want = await readLog(`${dir}/full`);
+    assertEquals(want.length, 3);
+    assert(want[2].finished);
+
+    // Kill the second run as soon as its first epoch is logged, then resume it.
+    const child = train(["--config", `${dir}/tiny.json`, "--out", `${dir}/cut`]).spawn();
+    for (let i = 0; i < 600; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const text = await Deno.readTextFile(`${dir}/cut/log.jsonl`).catch(() => "");
+      if (text.trim().length > 0) break;
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    child.stdout.cancel();
+    child.stderr.cancel();
+    assert((await readLog(`${dir}/cut`)).length < 3, "the run finished before it could be killed");
+    const resumed = await train(["--config", `${dir}/tiny.json`, "--out", `${dir}/cut`, "--resume"]).output();
+    assertEquals(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
+    const got = await readLog(`${dir}/cut`);
+    assertEquals(got.length, 3);
+    for (let e = 0; e < 3; e++) {
+      for (const k of ["lr", "train_loss", "test_loss", "test_acc1", "test_acc5", "steps"]) {
+        assertEquals(got[e][k], want[e][k], `epoch ${e} ${k}`);
+      }
+    }
+    const cfg = JSON.parse(await Deno.readTextFile(`${dir}/cut/config.json`));
+    assertEquals(cfg.config.model, "deit_mini_patch4_28");
+    assertEquals(cfg.derived.steps_per_epoch, 3);
+    for (const f of ["checkpoint-last.safetensors", "checkpoint-best.safetensors"]) {
+      await Deno.stat(`${dir}/cut/${f}`);
+    }
+    // Starting again without --resume refuses to overwrite the run.
+    const again = await train(["--config", `${dir}/tiny.json`, "--out", `${dir}/cut`]).output();
+    assertEquals(again.code, 2);
+    assert(new TextDecoder().decode(again.stderr).includes("--resume"));
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test("train: a missing config and an unknown key are one-line errors", async () => {
+  const r1 = await train(["--config", "no-such-config"]).output();
+  assertEquals(r1.code, 2);
+  assert(new TextDecoder().decode(r1.stderr).includes("no config 'no-such-config'"));
+  const r2 = await train(["--config", "fmnist-deit", "--smoke", "--batchsize", "8"]).output();
+  assertEquals(r2.code, 2);
+  assert(
+    new TextDecoder().decode(r2.stderr).includes("unknown config key 'batchsize' (did you mean batch_size?)"),
+  );
+  await assertRejects(() => Promise.reject(new ConfigError("x")), ConfigError);
+});
