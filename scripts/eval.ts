@@ -1,13 +1,14 @@
 /**
  * `deno task eval --model NAME --checkpoint FILE --data DIR [--predictions FILE.jsonl] [--batch-size N]
- *  [--backend B]`: top-1 / top-5 of a checkpoint on an ImageFolder with DeiT's eval transform.
+ *  [--backend B]`: top-1 / top-5 of a checkpoint on an ImageFolder with DeiT's eval transform, for any
+ * registered model (a DeiT, or a RegNetY teacher); the crop size is the model's (224, 384, or a fixture's).
  */
 import { initBackend } from "../lib/backend.ts";
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
 import { scanImageFolder } from "../lib/data/imagefolder.ts";
 import { evaluate } from "../lib/eval.ts";
-import { buildModel, modelConfig } from "../lib/registry.ts";
+import { buildModel, getEntry } from "../lib/registry.ts";
 
 const USAGE = `usage: deno task eval --model NAME --checkpoint FILE(.pth|.safetensors) --data DIR
        [--predictions FILE.jsonl] [--batch-size 32] [--backend auto|tensorflow|webgpu|wasm|cpu]
@@ -22,7 +23,7 @@ await runMain(async () => {
     if (!a[k]) throw new UsageError(`--${k} is required\n${USAGE}`);
   }
   const batchSize = intFlag(a["batch-size"], "batch-size");
-  modelConfig(String(a.model)); // an unknown model name fails here, before any work
+  getEntry(String(a.model)); // an unknown model name fails here, before any work
   const backend = await initBackend(String(a.backend));
   const folder = await scanImageFolder(String(a.data));
   const model = buildModel(String(a.model));

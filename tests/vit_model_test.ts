@@ -27,7 +27,7 @@ Deno.test("registry parameter counts equal timm's for the 8 DeiT variants", () =
   assertEquals(summarize("deit_tiny_patch16_224").gflops.toFixed(1), "1.3");
 });
 
-for (const name of modelNames()) {
+for (const name of modelNames("vit")) {
   Deno.test(`${name}: builds, right shapes, no NaN, every weight gets a gradient, no leak`, async () => {
     await useBackend("wasm");
     const full = modelConfig(name);
