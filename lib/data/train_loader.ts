@@ -1,0 +1,379 @@
+/**
+ * The training input pipeline: sampler → decode (the dataset's `get`, e.g. sharp on libuv threads) → DeiT's
+ * training transform (in a pool of Deno Workers, or inline) → NHWC float32 batches → Mixup/CutMix, with the
+ * next batch(es) loading while the caller trains on the current one.
+ *
+ * Determinism: the sample at position p of epoch e is transformed with `new Rng(deriveSeed(SAMPLE, seed, e, p))`
+ * and batch b's Mixup with `deriveSeed(MIX, seed, e, b)`; the sampler is seeded by (its seed, e). Nothing depends
+ * on which thread ran what or in which order results came back, so the batches are the same bytes with 0, 1 or
+ * N workers, and a loader restored from {@link TrainLoader.state} continues with exactly the batches the saved
+ * run would have produced.
+ *
+ * Worker strategy (measured by bench/data.ts): JPEG decoding stays on the main thread's sharp calls (libvips
+ * runs them on its own threads, and `Dataset` objects cannot cross into a Worker); the JS pixel work (crop,
+ * Pillow-exact resize, RandAugment, normalise, erasing) — by far the larger part — is sent, one sample per
+ * message, to the least-busy Worker. One Worker per spare core; on a 2-core machine one Worker keeps the main
+ * thread free for the model.
+ */
+import { Rng } from "../rng.ts";
+import type { Dataset, ImageU8 } from "./dataset.ts";
+import { type MixMode, Mixup, type MixupOptions } from "./mixup.ts";
+import type { Sampler } from "./sampler.ts";
+import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms.ts";
+import { derivedRng, deriveSeed } from "./transforms/random.ts";
+
+/** Stream tags for {@link deriveSeed}: per-sample transforms and per-batch mixing never share a generator. */
+export const SAMPLE_STREAM = 1;
+export const MIX_STREAM = 2;
+
+export interface TrainBatch {
+  /** [n, size, size, 3] float32, normalised, augmented (and mixed when Mixup is on). */
+  x: Float32Array;
+  /** [n] hard labels (before mixing). */
+  labels: Int32Array;
+  /** [n, numClasses] soft targets (label smoothing + Mixup/CutMix), when Mixup is on. */
+  target?: Float32Array;
+  /** Mixup/CutMix λ (1 when the batch was not mixed), when Mixup is on. */
+  lam?: number;
+  mixMode?: MixMode;
+  /** Dataset indices of the n samples. */
+  indices: Int32Array;
+  epoch: number;
+  /** Batch index within the epoch. */
+  step: number;
+}
+
+/** Where a loader is: the next batch it yields is batch `step` of epoch `epoch`. */
+export interface LoaderState {
+  epoch: number;
+  step: number;
+  /** Recorded to catch restoring into a differently configured loader. */
+  seed?: number;
+  batchSize?: number;
+}
+
+export interface TrainLoaderOptions {
+  dataset: Dataset;
+  /** Plain data: Workers build the same transform from it. */
+  transform: TrainTransformConfig;
+  sampler: Sampler;
+  batchSize: number;
+  /** Seed of the per-sample and per-batch generators; default 0. */
+  seed?: number;
+  /** Augmentation Workers; 0 runs the transform on the calling thread. Default 1. */
+  workers?: number;
+  /** Batches loaded ahead of the one being consumed; default 1. */
+  prefetch?: number;
+  /** Samples being decoded or transformed at once; default max(4, 4 · workers). */
+  concurrency?: number;
+  /** Mixup/CutMix settings (numClasses required); null/undefined = off. */
+  mixup?: MixupOptions | null;
+  /** Drop the last incomplete batch (as DeiT's training loader); default true. */
+  dropLast?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------------- workers
+
+/** Messages to an augmentation Worker. */
+export type AugmentRequest =
+  | { type: "init"; config: TrainTransformConfig }
+  | { type: "job"; id: number; seed: number; width: number; height: number; data: Uint8Array };
+
+/** Messages from an augmentation Worker. */
+export type AugmentReply =
+  | { type: "done"; id: number; width: number; height: number; data: Float32Array }
+  | { type: "error"; id: number; message: string };
+
+/** A counting semaphore, FIFO. */
+class Semaphore {
+  #free: number;
+  #waiting: (() => void)[] = [];
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
+interface Job {
+  resolve: (data: Float32Array) => void;
+  reject: (e: Error) => void;
+  worker: number;
+}
+
+/** Workers running the training transform, one sample per message, least-busy first. */
+export class AugmentPool {
+  readonly #workers: Worker[] = [];
+  readonly #load: number[] = [];
+  readonly #jobs = new Map<number, Job>();
+  #nextId = 0;
+  #closed = false;
+
+  constructor(size: number, config: TrainTransformConfig) {
+    for (let w = 0; w < size; w++) {
+      const worker = new Worker(new URL("./augment_worker.ts", import.meta.url).href, { type: "module" });
+      worker.onmessage = (e: MessageEvent<AugmentReply>) => this.#onReply(e.data);
+      worker.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        this.#failWorker(w, new Error(`augmentation worker ${w} failed: ${e.message}`));
+      };
+      worker.postMessage({ type: "init", config } satisfies AugmentRequest);
+      this.#workers.push(worker);
+      this.#load.push(0);
+    }
+  }
+
+  get size(): number {
+    return this.#workers.length;
+  }
+
+  /** Transforms `img` with `new Rng(seed)` in a Worker; resolves with the [H, W, 3] float32 data. */
+  run(img: ImageU8, seed: number): Promise<Float32Array> {
+    if (this.#closed) return Promise.reject(new Error("augmentation pool is closed"));
+    let w = 0;
+    for (let i = 1; i < this.#load.length; i++) if (this.#load[i] < this.#load[w]) w = i;
+    const id = this.#nextId++;
+    this.#load[w]++;
+    return new Promise<Float32Array>((resolve, reject) => {
+      this.#jobs.set(id, { resolve, reject, worker: w });
+      // no transfer list: the decoder's buffer may be shared or external, so it is copied
+      this.#workers[w].postMessage(
+        {
+          type: "job",
+          id,
+          seed,
+          width: img.width,
+          height: img.height,
+          data: img.data,
+        } satisfies AugmentRequest,
+      );
+    });
+  }
+
+  #onReply(r: AugmentReply): void {
+    const job = this.#jobs.get(r.id);
+    if (!job) return;
+    this.#jobs.delete(r.id);
+    this.#load[job.worker]--;
+    if (r.type === "done") job.resolve(r.data);
+    else job.reject(new Error(r.message));
+  }
+
+  #failWorker(w: number, err: Error): void {
+    for (const [id, job] of this.#jobs) {
+      if (job.worker !== w) continue;
+      this.#jobs.delete(id);
+      job.reject(err);
+    }
+    this.#load[w] = Infinity; // send it nothing more
+  }
+
+  /** Stops the Workers; pending jobs are rejected. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const w of this.#workers) w.terminate();
+    const err = new Error("augmentation pool closed");
+    for (const job of this.#jobs.values()) job.reject(err);
+    this.#jobs.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------- loader
+
+/** Yields DeiT training batches; see the module comment. Call {@link close} (or `await using`) when done. */
+export class TrainLoader {
+  readonly dataset: Dataset;
+  readonly sampler: Sampler;
+  readonly batchSize: number;
+  readonly seed: number;
+  readonly size: number;
+  readonly dropLast: boolean;
+  readonly workers: number;
+  readonly #prefetch: number;
+  readonly #sem: Semaphore;
+  readonly #mixup: Mixup | null;
+  readonly #transformConfig: TrainTransformConfig;
+  #transform: TrainTransform | null = null;
+  #pool: AugmentPool | null = null;
+  #epoch = 0;
+  #step = 0;
+  #iterating = false;
+  #closed = false;
+
+  constructor(opts: TrainLoaderOptions) {
+    this.dataset = opts.dataset;
+    this.sampler = opts.sampler;
+    this.batchSize = opts.batchSize;
+    this.seed = opts.seed ?? 0;
+    this.size = opts.transform.size;
+    this.dropLast = opts.dropLast ?? true;
+    this.workers = opts.workers ?? 1;
+    this.#prefetch = opts.prefetch ?? 1;
+    this.#transformConfig = opts.transform;
+    const int = (name: string, v: number, min: number) => {
+      if (!Number.isInteger(v) || v < min) {
+        throw new RangeError(`${name} must be an integer >= ${min}, got ${v}`);
+      }
+    };
+    int("batchSize", this.batchSize, 1);
+    int("seed", this.seed, 0);
+    int("workers", this.workers, 0);
+    int("prefetch", this.#prefetch, 0);
+    const concurrency = opts.concurrency ?? Math.max(4, 4 * this.workers);
+    int("concurrency", concurrency, 1);
+    this.#sem = new Semaphore(concurrency);
+    this.#mixup = opts.mixup ? new Mixup(opts.mixup) : null;
+    if (this.#mixup) {
+      const last = this.sampler.length % this.batchSize;
+      if (this.batchSize % 2 !== 0 || (!this.dropLast && last % 2 !== 0)) {
+        throw new RangeError(
+          "Mixup needs even batches: use an even batchSize (and dropLast, or an even last batch)",
+        );
+      }
+    }
+    if (this.batchesPerEpoch === 0) {
+      throw new RangeError(`an epoch of ${this.sampler.length} samples gives no batch of ${this.batchSize}`);
+    }
+  }
+
+  /** Batches per epoch. */
+  get batchesPerEpoch(): number {
+    const n = this.sampler.length;
+    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+  }
+
+  /** Where the loader is (the next batch it will yield); save it with a checkpoint. */
+  get state(): LoaderState {
+    const nb = this.batchesPerEpoch;
+    const epoch = this.#epoch + Math.floor(this.#step / nb);
+    return { epoch, step: this.#step % nb, seed: this.seed, batchSize: this.batchSize };
+  }
+
+  /** Restores a saved {@link state}: the next batch yielded is batch `step` of epoch `epoch`. */
+  set state(s: LoaderState) {
+    if (this.#iterating) throw new Error("cannot set the loader state while an epoch is being iterated");
+    if (!Number.isInteger(s.epoch) || s.epoch < 0 || !Number.isInteger(s.step) || s.step < 0) {
+      throw new RangeError(`bad loader state ${JSON.stringify(s)}`);
+    }
+    if (s.seed !== undefined && s.seed !== this.seed) {
+      throw new RangeError(`loader state was saved with seed ${s.seed}, this loader has ${this.seed}`);
+    }
+    if (s.batchSize !== undefined && s.batchSize !== this.batchSize) {
+      throw new RangeError(
+        `loader state was saved with batch size ${s.batchSize}, this loader has ${this.batchSize}`,
+      );
+    }
+    const nb = this.batchesPerEpoch;
+    this.#epoch = s.epoch + Math.floor(s.step / nb);
+    this.#step = s.step % nb;
+  }
+
+  /**
+   * Yields the rest of the current epoch's batches (all of them after a fresh start or an epoch boundary), then
+   * moves the state to the next epoch. Stopping early leaves the state after the last batch yielded.
+   */
+  async *epoch(): AsyncGenerator<TrainBatch, void, undefined> {
+    if (this.#closed) throw new Error("the loader is closed");
+    if (this.#iterating) throw new Error("an epoch of this loader is already being iterated");
+    this.#iterating = true;
+    const { epoch, step: first } = this.state;
+    this.#epoch = epoch;
+    this.#step = first;
+    const indices = this.sampler.indices(epoch);
+    const nb = this.batchesPerEpoch;
+    const pending: Promise<TrainBatch>[] = [];
+    let next = first;
+    const topUp = () => {
+      while (next < nb && pending.length <= this.#prefetch) {
+        const p = this.#loadBatch(epoch, next++, indices);
+        p.catch(() => {}); // awaited below; keeps an abandoned prefetch from going unhandled
+        pending.push(p);
+      }
+    };
+    try {
+      while (this.#step < nb) {
+        topUp();
+        const batch = await pending.shift()!;
+        this.#step++;
+        topUp();
+        yield batch;
+      }
+      this.#epoch = epoch + 1;
+      this.#step = 0;
+    } finally {
+      await Promise.allSettled(pending);
+      this.#iterating = false;
+    }
+  }
+
+  /** Loads batch `step` of `epoch` (positions [step·B, step·B + B) of the epoch's indices). */
+  async #loadBatch(epoch: number, step: number, indices: Int32Array): Promise<TrainBatch> {
+    const start = step * this.batchSize;
+    const n = Math.min(this.batchSize, indices.length - start);
+    const px = this.size * this.size * 3;
+    const x = new Float32Array(n * px);
+    const labels = new Int32Array(n);
+    const batchIndices = indices.slice(start, start + n);
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        this.#sem.run(async () => {
+          const pos = start + i;
+          const sample = await this.dataset.get(batchIndices[i]);
+          labels[i] = sample.label;
+          const seed = deriveSeed(SAMPLE_STREAM, this.seed, epoch, pos);
+          const out = await this.#augment(sample.image, seed);
+          if (out.length !== px) {
+            throw new RangeError(
+              `transform gave ${out.length} values for sample ${batchIndices[i]}, expected ${px}`,
+            );
+          }
+          x.set(out, i * px);
+        })),
+    );
+    const batch: TrainBatch = { x, labels, indices: batchIndices, epoch, step };
+    if (this.#mixup) {
+      const mixed = this.#mixup.apply(
+        x,
+        labels,
+        this.size,
+        this.size,
+        derivedRng(MIX_STREAM, this.seed, epoch, step),
+      );
+      batch.target = mixed.target;
+      batch.lam = mixed.lam;
+      batch.mixMode = mixed.mode;
+    }
+    return batch;
+  }
+
+  async #augment(img: ImageU8, seed: number): Promise<Float32Array> {
+    if (this.workers === 0) {
+      this.#transform ??= buildTrainTransform(this.#transformConfig);
+      return (await this.#transform(img, new Rng(seed))).data;
+    }
+    this.#pool ??= new AugmentPool(this.workers, this.#transformConfig);
+    return await this.#pool.run(img, seed);
+  }
+
+  /** Stops the Workers. The loader cannot be used afterwards. */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#pool?.close();
+    this.#pool = null;
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
