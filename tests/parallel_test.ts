@@ -64,3 +64,40 @@ Deno.test("2 workers train exactly like 1 engine with the same total batch", asy
     dpModel.dispose();
   }
 });
+
+Deno.test("with a frozen RegNet teacher and DeiT⚗'s loss, 2 workers match 1 engine", async () => {
+  await useBackend("wasm");
+  const { buildRegNet } = await import("../lib/registry.ts");
+  const { distillLossFn } = await import("../lib/distill/modes.ts");
+  const teacher = buildRegNet("regnety_mini", {}, 8);
+  const single = buildModel(MODEL, {}, 4);
+  const dpModel = buildModel(MODEL, {}, 4);
+  const lossSpec = { kind: "distill" as const, mode: "token-both", smoothing: 0.1, tau: 3 };
+  const dp = await DataParallel.start(dpModel, {
+    workers: 2,
+    backend: "wasm",
+    loss: lossSpec,
+    teacher: { name: "regnety_mini", model: teacher },
+  });
+  const opt = new AdamW(single.params, {
+    noDecay: new Set([...single.torchShapes()].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k)),
+  });
+  const lossFn = distillLossFn("token-both", { smoothing: 0.1, tau: 3 });
+  try {
+    for (let step = 0; step < 2; step++) {
+      const { x, labels } = batch(step + 20);
+      const shape: [number, number, number, number] = [6, 32, 32, 3];
+      const xt = tf.tensor4d(x, shape), yt = tf.tensor1d(labels, "int32");
+      const l1 = trainStep(single, opt, xt, { labels: yt }, { lr: 1e-3, teacher, lossFn });
+      tf.dispose([xt, yt]);
+      const l2 = await dp.step(x.slice(), shape, labels.slice(), 1e-3);
+      assert(Math.abs(l1 - l2) / Math.abs(l1) < 1e-5, `step ${step}: loss ${l1} vs ${l2}`);
+    }
+  } finally {
+    dp.close();
+    opt.dispose();
+    single.dispose();
+    dpModel.dispose();
+    teacher.dispose();
+  }
+});

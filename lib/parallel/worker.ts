@@ -85,8 +85,7 @@ function setup(msg: InitMessage) {
     })
     : crossEntropyBothHeads;
   if (msg.teacher) {
-    // deno-lint-ignore no-explicit-any
-    teacher = buildModel(msg.teacher.name as any, msg.teacher.overrides as any);
+    teacher = buildModel(msg.teacher.name, msg.teacher.overrides);
     assignAll(teacher.params, msg.teacher.state, "teacher weight");
     const buffers = (teacher as { buffers?: Map<string, tf.Variable> }).buffers;
     if (buffers) assignAll(buffers, msg.teacher.state, "teacher buffer");

@@ -155,7 +155,8 @@ export function checkPartial(p: Record<string, unknown>, source: string): Partia
       );
     }
     const want = typeof DEFAULTS[k as keyof TrainConfig];
-    if (typeof v !== want) {
+    const got = typeof v;
+    if (got !== want) {
       throw new ConfigError(`${source}: '${k}' must be a ${want}, got ${JSON.stringify(v)}`);
     }
     const choices = CHOICES[k as keyof TrainConfig];

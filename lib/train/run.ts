@@ -198,10 +198,9 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   let teacher: AnyModel | undefined;
   if (mode.kd !== "none") {
     if (!cfg.teacher) throw new TrainingError(`distillation '${cfg.distillation}' needs --teacher NAME`);
-    // deno-lint-ignore no-explicit-any
     teacher = buildModel(
-      cfg.teacher as any,
-      { numClasses, ...(getEntry(cfg.teacher).family === "vit" ? { imgSize } : {}) } as any,
+      cfg.teacher,
+      getEntry(cfg.teacher).family === "vit" ? { numClasses, imgSize } : { numClasses },
     );
     checkDistillSetup(cfg.distillation, model.config, { numClasses: numClasses, name: cfg.teacher });
     if (!cfg.teacher_checkpoint) {
