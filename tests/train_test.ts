@@ -65,19 +65,26 @@ Deno.test({
     assertEquals(want.length, 3);
     assert(want[2].finished);
 
-    // Kill the second run as soon as its first epoch is logged, then resume it.
-    const child = train(["--config", `${dir}/tiny.json`, "--out", `${dir}/cut`]).spawn();
-    for (let i = 0; i < 600; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      const text = await Deno.readTextFile(`${dir}/cut/log.jsonl`).catch(() => "");
-      if (text.trim().length > 0) break;
-    }
-    child.kill("SIGKILL");
-    await child.status;
-    child.stdout.cancel();
-    child.stderr.cancel();
+    // Kill a run twice — once mid-epoch (a checkpoint after every step: checkpoint_minutes 0), once right after
+    // an epoch is logged — resuming each time; the log must equal the uninterrupted one.
+    const cut = ["--config", `${dir}/tiny.json`, "--out", `${dir}/cut`, "--checkpoint_minutes", "0"];
+    const killWhen = async (args: string[], ready: () => Promise<boolean>) => {
+      const child = train(args).spawn();
+      for (let i = 0; i < 600 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 50));
+      child.kill("SIGKILL");
+      await child.status;
+      await child.stdout.cancel();
+      await child.stderr.cancel();
+    };
+    const logText = () => Deno.readTextFile(`${dir}/cut/log.jsonl`).catch(() => "");
+    await killWhen(
+      cut,
+      async () => (await Deno.stat(`${dir}/cut/checkpoint-last.safetensors`).then(() => true, () => false)),
+    );
+    assertEquals((await logText()).trim(), "", "the first kill should land inside epoch 0");
+    await killWhen([...cut, "--resume"], async () => (await logText()).trim().length > 0);
     assert((await readLog(`${dir}/cut`)).length < 3, "the run finished before it could be killed");
-    const resumed = await train(["--config", `${dir}/tiny.json`, "--out", `${dir}/cut`, "--resume"]).output();
+    const resumed = await train([...cut, "--resume"]).output();
     assertEquals(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
     const got = await readLog(`${dir}/cut`);
     assertEquals(got.length, 3);

@@ -79,6 +79,8 @@ export interface TrainConfig {
   eval_limit: number;
   /** Cap the training images per epoch (0 = the whole split), for small-scale runs. */
   train_limit: number;
+  /** Minutes between mid-epoch checkpoints (one is always written at the end of an epoch). */
+  checkpoint_minutes: number;
 }
 
 /** DeiT's recipe (Table 9, main.py defaults) for DeiT-Ti on ImageNet. */
@@ -128,6 +130,7 @@ export const DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   eval_every: 1,
   eval_limit: 0,
   train_limit: 0,
+  checkpoint_minutes: 10,
 });
 
 /** What a file in configs/ exports (default export). */

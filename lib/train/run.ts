@@ -137,6 +137,8 @@ interface TrainState {
   rng: number[];
   optim_step: number;
   model: string;
+  /** Sums of the epoch in progress (a mid-epoch checkpoint), so the epoch's log line is the same after resume. */
+  partial?: { loss_sum: number; steps: number; images: number; seconds: number };
 }
 
 /** Everything needed to continue a run, as one safetensors file (weights under timm's names). */
@@ -283,6 +285,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   // ---- resume
   const logs: EpochLog[] = [];
   let globalStep = 0, best = -Infinity;
+  let partial: TrainState["partial"];
   if (resuming) {
     const file = await readCheckpointFile(lastPath);
     const st = JSON.parse(file.metadata.train_state ?? "null") as TrainState | null;
@@ -311,6 +314,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
     loader.state = st.loader;
     globalStep = st.global_step;
     best = st.best_acc1;
+    partial = st.loader.step > 0 ? st.partial : undefined;
     for (const line of (await Deno.readTextFile(logPath)).split("\n")) {
       if (line.trim()) logs.push(JSON.parse(line));
     }
@@ -368,7 +372,11 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       const epoch = loader.state.epoch;
       const t0 = performance.now();
       const progress = o.quiet ? undefined : new Progress(derived.steps_per_epoch, `epoch ${epoch}`);
-      let lossSum = 0, steps = 0, images = 0, lr = lrAt(schedule, epoch);
+      // Resuming mid-epoch: carry on the epoch's sums (seconds: the time already spent on it before the stop).
+      let lossSum = partial?.loss_sum ?? 0, steps = partial?.steps ?? 0, images = partial?.images ?? 0;
+      const spentBefore = partial?.seconds ?? 0;
+      partial = undefined;
+      let lr = lrAt(schedule, epoch);
       for await (const b of loader.epoch()) {
         if (b.step >= derived.steps_per_epoch) break;
         lr = cfg.sched_per_step
@@ -393,18 +401,29 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
         steps++;
         images += n;
         globalStep++;
-        const secs = (performance.now() - t0) / 1000;
-        progress?.update(steps, `loss ${(lossSum / steps).toFixed(4)} ${(images / secs).toFixed(1)} im/s`);
-        // A mid-epoch checkpoint every 10 minutes keeps long epochs resumable.
-        if (performance.now() - lastSave > 10 * 60_000 && !o.smoke) {
-          await saveCheckpoint(lastPath, { loader: loader.state, global_step: globalStep, best_acc1: best });
+        const secs = spentBefore + (performance.now() - t0) / 1000;
+        progress?.update(
+          b.step + 1,
+          `loss ${(lossSum / steps).toFixed(4)} ${(images / secs).toFixed(1)} im/s`,
+        );
+        // Mid-epoch checkpoints keep long epochs resumable.
+        if (
+          performance.now() - lastSave > cfg.checkpoint_minutes * 60_000 && !o.smoke &&
+          b.step + 1 < derived.steps_per_epoch
+        ) {
+          await saveCheckpoint(lastPath, {
+            loader: loader.state,
+            global_step: globalStep,
+            best_acc1: best,
+            partial: { loss_sum: lossSum, steps, images, seconds: secs },
+          });
           lastSave = performance.now();
         }
       }
       if (o.smoke && loader.state.epoch === epoch) {
         loader.state = { ...loader.state, epoch: epoch + 1, step: 0 };
       }
-      const trainSecs = (performance.now() - t0) / 1000;
+      const trainSecs = spentBefore + (performance.now() - t0) / 1000;
       const isLast = loader.state.epoch >= epochs;
       let m: EvalMetrics = { acc1: NaN, acc5: NaN, loss: NaN, count: 0 };
       if (isLast || (epoch + 1) % cfg.eval_every === 0) {
@@ -420,7 +439,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
         test_acc1: m.acc1,
         test_acc5: m.acc5,
         images_per_s: images / trainSecs,
-        seconds: (performance.now() - t0) / 1000,
+        seconds: spentBefore + (performance.now() - t0) / 1000,
         steps,
         best_acc1: best,
         ...(isLast ? { finished: true } : {}),
