@@ -8,11 +8,14 @@ export class Progress {
   readonly #start = performance.now();
   #lastLine = 0;
   readonly #enc = new TextEncoder();
+  /** Units already done when this bar started (a resumed epoch): the ETA uses only the rate seen here. */
+  readonly #initial: number;
 
-  constructor(total: number, label: string, opts: { tty?: boolean } = {}) {
+  constructor(total: number, label: string, opts: { tty?: boolean; initial?: number } = {}) {
     this.#total = total;
     this.#label = label;
     this.#tty = opts.tty ?? Deno.stderr.isTerminal();
+    this.#initial = opts.initial ?? 0;
   }
 
   /** Seconds since start. */
@@ -27,7 +30,8 @@ export class Progress {
     this.#lastLine = now;
     const frac = this.#total > 0 ? Math.min(done / this.#total, 1) : 1;
     const el = this.elapsed;
-    const eta = frac > 0 ? el / frac - el : NaN;
+    const rate = (done - this.#initial) / el;
+    const eta = rate > 0 ? (this.#total - done) / rate : NaN;
     const time = `${fmtSeconds(el)}${final ? "" : ` ETA ${fmtSeconds(eta)}`}`;
     const head = `${this.#label} ${done}/${this.#total}`;
     if (this.#tty) {

@@ -371,7 +371,9 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
     while (loader.state.epoch < epochs) {
       const epoch = loader.state.epoch;
       const t0 = performance.now();
-      const progress = o.quiet ? undefined : new Progress(derived.steps_per_epoch, `epoch ${epoch}`);
+      const progress = o.quiet
+        ? undefined
+        : new Progress(derived.steps_per_epoch, `epoch ${epoch}`, { initial: loader.state.step });
       // Resuming mid-epoch: carry on the epoch's sums (seconds: the time already spent on it before the stop).
       let lossSum = partial?.loss_sum ?? 0, steps = partial?.steps ?? 0, images = partial?.images ?? 0;
       const spentBefore = partial?.seconds ?? 0;
