@@ -14,7 +14,7 @@ check() { # name, command...
 }
 check "deno fmt --check" deno fmt --check
 check "deno lint" deno lint
-check "deno check" deno check lib scripts tests bench
+check "deno check" deno check lib scripts tests bench configs
 
 log=$(mktemp)
 deno test -A --parallel "${@:-tests/}" 2>&1 | tee "$log"

@@ -118,3 +118,24 @@ Deno.test("train: a missing config and an unknown key are one-line errors", asyn
   );
   await assertRejects(() => Promise.reject(new ConfigError("x")), ConfigError);
 });
+
+Deno.test("every config in configs/ loads, resolves, names a registered model and a known dataset split", async () => {
+  const { listConfigs, loadConfigFile } = await import("../lib/train/config.ts");
+  const { getEntry } = await import("../lib/registry.ts");
+  const { DATASET_SPLITS } = await import("../lib/data/datasets.ts");
+  const names = await listConfigs();
+  assert(names.length >= 13, names.join(", "));
+  for (const n of names) {
+    const f = await loadConfigFile(n);
+    assert(f.description.length > 0, `${n}: no description`);
+    const c = resolveConfig(f.config, {});
+    getEntry(c.model);
+    const splits = (DATASET_SPLITS as Record<string, readonly string[] | null>)[c.dataset];
+    assert(splits !== undefined, `${n}: unknown dataset ${c.dataset}`);
+    if (splits) {
+      for (const s of [c.train_split, c.val_split]) {
+        assert(splits.includes(s), `${n}: ${c.dataset} has no split ${s}`);
+      }
+    }
+  }
+});
