@@ -18,10 +18,10 @@
  * num_batches_tracked, as PyTorch does. State-dict keys are timm's (`stem.conv.weight`, `s1.b1.conv2.bn.*`,
  * `s1.b1.se.fc1.*`, `s1.b1.downsample.conv.weight`, `head.fc.*`, …).
  */
+import { hwioToOihw, oihwToHwio, transpose2d } from "../layout.ts";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../rng.ts";
 import { dense } from "../ops.ts";
-import { numel } from "../io/tensor.ts";
 import type { Loadable } from "../checkpoint.ts";
 import type { Logits } from "../vit/model.ts";
 import {
@@ -427,47 +427,15 @@ export function internalShape(torchShape: readonly number[]): number[] {
 }
 
 export function toInternal(_name: string, torchShape: readonly number[], data: Float32Array): Float32Array {
-  if (torchShape.length === 4) {
-    const [O, I, P, Q] = torchShape;
-    const out = new Float32Array(numel(torchShape));
-    for (let o = 0; o < O; o++) {
-      for (let c = 0; c < I; c++) {
-        for (let i = 0; i < P; i++) {
-          for (let j = 0; j < Q; j++) {
-            out[((i * Q + j) * I + c) * O + o] = data[((o * I + c) * P + i) * Q + j];
-          }
-        }
-      }
-    }
-    return out;
-  }
+  if (torchShape.length === 4) return oihwToHwio(data, torchShape);
   if (torchShape.length === 2) return transpose2d(data, torchShape[0], torchShape[1]);
   return data;
 }
 
 export function toTorch(_name: string, torchShape: readonly number[], data: Float32Array): Float32Array {
-  if (torchShape.length === 4) {
-    const [O, I, P, Q] = torchShape;
-    const out = new Float32Array(numel(torchShape));
-    for (let o = 0; o < O; o++) {
-      for (let c = 0; c < I; c++) {
-        for (let i = 0; i < P; i++) {
-          for (let j = 0; j < Q; j++) {
-            out[((o * I + c) * P + i) * Q + j] = data[((i * Q + j) * I + c) * O + o];
-          }
-        }
-      }
-    }
-    return out;
-  }
+  if (torchShape.length === 4) return hwioToOihw(data, torchShape);
   if (torchShape.length === 2) return transpose2d(data, torchShape[1], torchShape[0]);
   return data;
-}
-
-function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
-  return out;
 }
 
 /**

@@ -5,7 +5,7 @@
  * Patch embedding: timm's conv `[D, C, p, p]` ↔ ours `[p·p·C, D]`, rows ordered (ph, pw, c) to match how
  * `patchEmbed` flattens an NHWC patch. Everything else is stored as timm stores it.
  */
-import { numel } from "../io/tensor.ts";
+import { hwioToOihw, oihwToHwio, transpose2d } from "../layout.ts";
 
 const PATCH = "patch_embed.proj.weight";
 
@@ -24,47 +24,15 @@ export function internalShape(name: string, torchShape: readonly number[]): numb
 
 /** Reorders `data` (row-major, torch layout `torchShape`) into the internal layout. */
 export function toInternal(name: string, torchShape: readonly number[], data: Float32Array): Float32Array {
-  if (name === PATCH) {
-    const [D, C, P, Q] = torchShape;
-    const out = new Float32Array(numel(torchShape));
-    for (let d = 0; d < D; d++) {
-      for (let c = 0; c < C; c++) {
-        for (let i = 0; i < P; i++) {
-          for (let j = 0; j < Q; j++) {
-            out[((i * Q + j) * C + c) * D + d] = data[((d * C + c) * P + i) * Q + j];
-          }
-        }
-      }
-    }
-    return out;
-  }
+  // [D, C, p, p] → [p, p, C, D], which flattened is [p·p·C, D] with rows in (ph, pw, c) order.
+  if (name === PATCH) return oihwToHwio(data, torchShape);
   if (isLinearWeight(name, torchShape)) return transpose2d(data, torchShape[0], torchShape[1]);
   return data;
 }
 
 /** Inverse of `toInternal`: internal data → torch layout `torchShape`. */
 export function toTorch(name: string, torchShape: readonly number[], data: Float32Array): Float32Array {
-  if (name === PATCH) {
-    const [D, C, P, Q] = torchShape;
-    const out = new Float32Array(numel(torchShape));
-    for (let d = 0; d < D; d++) {
-      for (let c = 0; c < C; c++) {
-        for (let i = 0; i < P; i++) {
-          for (let j = 0; j < Q; j++) {
-            out[((d * C + c) * P + i) * Q + j] = data[((i * Q + j) * C + c) * D + d];
-          }
-        }
-      }
-    }
-    return out;
-  }
+  if (name === PATCH) return hwioToOihw(data, torchShape);
   if (isLinearWeight(name, torchShape)) return transpose2d(data, torchShape[1], torchShape[0]);
   return data;
-}
-
-/** `[rows, cols]` → `[cols, rows]`. */
-function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
-  return out;
 }
