@@ -44,7 +44,7 @@ export interface EvalResult {
 export async function evaluate(model: Classifier, samples: Sample[], opts: EvalOptions): Promise<EvalResult> {
   const batchSize = opts.batchSize ?? 32;
   const unreadable: EvalResult["unreadable"] = [];
-  const progress = opts.progress ?? true ? new Progress(samples.length, "eval") : undefined;
+  const progress = (opts.progress ?? true) ? new Progress(samples.length, "eval") : undefined;
   const out = opts.predictionsPath
     ? await Deno.open(opts.predictionsPath, { write: true, create: true, truncate: true })
     : undefined;

@@ -429,7 +429,8 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       const isLast = loader.state.epoch >= epochs;
       let m: EvalMetrics = { acc1: NaN, acc5: NaN, loss: NaN, count: 0 };
       if (isLast || (epoch + 1) % cfg.eval_every === 0) {
-        m = await evaluateDataset(val, imgSize, Math.max(cfg.batch_size, 64), predict);
+        // Inference activations of a whole training batch would not fit a wasm heap at 224 px: evaluate in 128s.
+        m = await evaluateDataset(val, imgSize, Math.min(cfg.batch_size, 128), predict);
       }
       const improved = m.acc1 > best;
       if (improved) best = m.acc1;
