@@ -65,7 +65,8 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
     impl = o.impl ?? "fast",
     micro = o.microBatches ?? "auto";
   let usedMicro = 1;
-  const model = buildVit(o.model, o.imgSize ? { imgSize: o.imgSize } : {}, 0);
+  const overrides = o.imgSize ? { imgSize: o.imgSize } : {};
+  const model = buildVit(o.model, overrides, 0);
   model.impl = impl;
   const S = model.config.imgSize, B = o.batchSize;
   const x = tf.randomNormal([B, S, S, model.config.inChans], 0, 1, "float32", 1) as tf.Tensor4D;
@@ -78,7 +79,7 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
     : undefined;
   const workers = o.workers ?? 1;
   const dp = workers > 1
-    ? await DataParallel.start(model, {
+    ? await DataParallel.start(model, { name: o.model, overrides }, {
       workers,
       backend: o.backend ?? tf.getBackend() as ConcreteBackend,
       impl,

@@ -25,7 +25,11 @@ Deno.test("2 workers train exactly like 1 engine with the same total batch", asy
   await useBackend("wasm");
   const single = buildModel(MODEL, {}, 4);
   const dpModel = buildModel(MODEL, {}, 4);
-  const dp = await DataParallel.start(dpModel, { workers: 2, backend: "wasm" });
+  const dp = await DataParallel.start(
+    dpModel,
+    { name: MODEL, overrides: {} },
+    { workers: 2, backend: "wasm" },
+  );
   const noDecay = new Set([...single.torchShapes()].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k));
   const opt = new AdamW(single.params, { noDecay });
   try {
@@ -73,7 +77,7 @@ Deno.test("with a frozen RegNet teacher and DeiT⚗'s loss, 2 workers match 1 en
   const single = buildModel(MODEL, {}, 4);
   const dpModel = buildModel(MODEL, {}, 4);
   const lossSpec = { kind: "distill" as const, mode: "token-both", smoothing: 0.1, tau: 3 };
-  const dp = await DataParallel.start(dpModel, {
+  const dp = await DataParallel.start(dpModel, { name: MODEL, overrides: {} }, {
     workers: 2,
     backend: "wasm",
     loss: lossSpec,
@@ -99,5 +103,31 @@ Deno.test("with a frozen RegNet teacher and DeiT⚗'s loss, 2 workers match 1 en
     single.dispose();
     dpModel.dispose();
     teacher.dispose();
+  }
+});
+
+Deno.test("a RegNet student trains data-parallel: replicas keep identical weights and BatchNorm statistics", async () => {
+  await useBackend("wasm");
+  const { buildRegNet } = await import("../lib/registry.ts");
+  const net = buildRegNet("regnety_mini", {}, 3);
+  const before = net.buffers.get("stem.bn.running_mean")!.dataSync().slice();
+  const dp = await DataParallel.start(net, { name: "regnety_mini", overrides: {} }, {
+    workers: 2,
+    backend: "wasm",
+  });
+  try {
+    for (let step = 0; step < 2; step++) {
+      const { x, labels } = batch(step + 40);
+      const loss = await dp.step(x, [6, 32, 32, 3], labels, 1e-3);
+      assert(Number.isFinite(loss));
+    }
+    const [a, b] = await dp.getState();
+    for (const k of Object.keys(a.weights)) {
+      assert(relErr(a.weights[k], b.weights[k]) === 0, `${k} differs between ranks`);
+    }
+    assert(relErr(a.weights["stem.bn.running_mean"], before) > 0, "running statistics did not move");
+  } finally {
+    dp.close();
+    net.dispose();
   }
 });

@@ -139,3 +139,27 @@ Deno.test("every config in configs/ loads, resolves, names a registered model an
     }
   }
 });
+
+Deno.test({
+  name: "train --smoke works for a RegNet student (the convnet teacher config)",
+  ignore: !haveFmnist,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const r = await train([
+      "--config",
+      "fmnist-regnet",
+      "--smoke",
+      "--out",
+      dir,
+      "--batch_size",
+      "16",
+      "--model",
+      "regnety_mini",
+    ]).output();
+    assertEquals(r.code, 0, new TextDecoder().decode(r.stderr));
+    const log = await readLog(dir);
+    assertEquals(log.length, 1);
+    assert(Number.isFinite(log[0].test_acc1));
+    await Deno.remove(dir, { recursive: true });
+  },
+});

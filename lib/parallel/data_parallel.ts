@@ -10,7 +10,7 @@ import type { ConcreteBackend } from "../backend.ts";
 import { noWeightDecay } from "../train/optim.ts";
 import type { Loadable } from "../checkpoint.ts";
 import type { Impl } from "../vit/layers.ts";
-import type { VisionTransformer } from "../vit/model.ts";
+import type { TrainableModel } from "../train/step.ts";
 import {
   BARRIER_BYTES,
   type LossSpec,
@@ -52,11 +52,20 @@ export class DataParallel {
     this.size = workers.length;
   }
 
-  /** Start `opts.workers` replicas of `model` (its current weights), each with its own optimiser. */
-  static async start(model: VisionTransformer, opts: DataParallelOptions): Promise<DataParallel> {
+  /**
+   * Start `opts.workers` replicas of `model` (its current weights and buffers), each with its own optimiser.
+   * `student` names the registered model and the overrides it was built with (workers build their own).
+   */
+  static async start(
+    model: TrainableModel & Loadable,
+    student: { name: string; overrides: Record<string, unknown> },
+    opts: DataParallelOptions,
+  ): Promise<DataParallel> {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`workers must be ≥ 1`);
-    const weights = snapshot(model.params);
-    const numParams = Object.values(weights).reduce((a, w) => a + w.length, 0);
+    const params = snapshot(model.params), buffers = snapshot(model.buffers ?? new Map());
+    const weights = { ...params, ...buffers };
+    const count = (r: Record<string, Float32Array>) => Object.values(r).reduce((a, w) => a + w.length, 0);
+    const numParams = count(params), numBuffers = count(buffers);
     const shapes = model.torchShapes();
     const noDecay = [...shapes].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k);
     const teacher = opts.teacher
@@ -69,7 +78,7 @@ export class DataParallel {
         },
       }
       : undefined;
-    const sab = new SharedArrayBuffer(opts.workers * numParams * 4 + BARRIER_BYTES);
+    const sab = new SharedArrayBuffer(opts.workers * (numParams + numBuffers) * 4 + BARRIER_BYTES);
     const workers = Array.from(
       { length: opts.workers },
       () => new Worker(new URL("./worker.ts", import.meta.url), { type: "module" }),
@@ -97,8 +106,8 @@ export class DataParallel {
               worldSize: opts.workers,
               backend: opts.backend,
               stockKernels: opts.stockKernels ?? false,
-              config: model.config,
-              impl: opts.impl ?? model.impl,
+              student,
+              impl: opts.impl ?? (model as { impl?: Impl }).impl ?? "fast",
               seed: opts.seed ?? 0,
               weights,
               optim: { type: "adamw", weightDecay: 0.05, ...opts.optim, noDecay },
@@ -108,6 +117,7 @@ export class DataParallel {
               teacher,
               sab,
               numParams,
+              numBuffers,
             } satisfies Request,
           );
         })

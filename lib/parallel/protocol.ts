@@ -6,7 +6,6 @@
 import type { ConcreteBackend } from "../backend.ts";
 import type { OptimizerState } from "../train/optim.ts";
 import type { Impl } from "../vit/layers.ts";
-import type { ViTConfig } from "../vit/config.ts";
 import type { MicroBatches } from "../train/step.ts";
 
 /** A batch shard: images NHWC float32, integer labels, and optional soft targets `[n, C]`. */
@@ -40,6 +39,7 @@ export interface TeacherSpec {
 
 /** One rank's full training state (for checkpoints and resume). */
 export interface WorkerState {
+  /** Parameters and buffers (BatchNorm statistics), internal layout. */
   weights: Record<string, Float32Array>;
   optim: OptimizerState;
   ema?: Record<string, Float32Array>;
@@ -53,10 +53,12 @@ export interface InitMessage {
   worldSize: number;
   backend: ConcreteBackend;
   stockKernels: boolean;
-  config: ViTConfig;
+  /** The student: a registered model and its config overrides (ViT/DeiT or RegNet). */
+  student: { name: string; overrides: Record<string, unknown> };
+  /** Op implementation of a ViT student. */
   impl: Impl;
   seed: number;
-  /** Internal-layout weights by name (every worker starts from the same values). */
+  /** Internal-layout weights and buffers by name (every worker starts from the same values). */
   weights: Record<string, Float32Array>;
   optim: OptimSpec;
   loss: LossSpec;
@@ -65,9 +67,13 @@ export interface InitMessage {
   /** EMA decay kept on rank 0; 0 = no EMA. */
   emaDecay: number;
   teacher?: TeacherSpec;
-  /** Gradient exchange: worldSize slots of `numParams` floats, then the barrier words. */
+  /**
+   * Exchange area: worldSize slots of `numParams + numBuffers` floats (gradients, then BatchNorm running
+   * statistics), then the barrier words.
+   */
   sab: SharedArrayBuffer;
   numParams: number;
+  numBuffers: number;
 }
 
 export type Request =

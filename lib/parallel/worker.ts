@@ -18,7 +18,7 @@ import { distillLossFn } from "../distill/modes.ts";
 import { type AnyModel, buildModel } from "../registry.ts";
 import { BARRIER_BYTES, type InitMessage, type Reply, type Request, type WorkerState } from "./protocol.ts";
 
-let model: VisionTransformer;
+let model: AnyModel;
 let opt: Optimizer;
 let lossFn: LossFn;
 let teacher: AnyModel | undefined;
@@ -26,6 +26,11 @@ let ema: Ema | undefined;
 let init: InitMessage;
 let names: string[] = [];
 let offsets: number[] = [];
+let bufNames: string[] = [];
+let bufOffsets: number[] = [];
+
+/** Parameters and buffers (BatchNorm running statistics) of the student. */
+const buffersOf = (m: AnyModel) => (m as { buffers?: Map<string, tf.Variable> }).buffers ?? new Map();
 
 function post(r: Reply, transfer: Transferable[] = []) {
   self.postMessage(r, transfer);
@@ -57,17 +62,27 @@ function assignAll(vars: Map<string, tf.Variable>, values: Record<string, Float3
 const snapshot = (vars: Map<string, tf.Variable>) =>
   Object.fromEntries([...vars].map(([k, v]) => [k, (v.dataSync() as Float32Array).slice()]));
 
+function layout(vars: Map<string, tf.Variable>): [string[], number[]] {
+  const keys = [...vars.keys()];
+  let o = 0;
+  return [
+    keys,
+    keys.map((k) => {
+      const at = o;
+      o += vars.get(k)!.size;
+      return at;
+    }),
+  ];
+}
+
 function setup(msg: InitMessage) {
   init = msg;
-  model = new VisionTransformer(msg.config, { seed: msg.seed + msg.rank, impl: msg.impl });
+  model = buildModel(msg.student.name, msg.student.overrides, msg.seed + msg.rank);
+  if (model instanceof VisionTransformer) model.impl = msg.impl;
   assignAll(model.params, msg.weights, "weight");
-  names = [...model.params.keys()];
-  let o = 0;
-  offsets = names.map((n) => {
-    const at = o;
-    o += model.params.get(n)!.size;
-    return at;
-  });
+  assignAll(buffersOf(model), msg.weights, "buffer");
+  [names, offsets] = layout(model.params);
+  [bufNames, bufOffsets] = layout(buffersOf(model));
   const noDecay = new Set(msg.optim.noDecay);
   opt = msg.optim.type === "sgd"
     ? new Sgd(model.params, { momentum: msg.optim.momentum, weightDecay: msg.optim.weightDecay, noDecay })
@@ -94,7 +109,8 @@ function setup(msg: InitMessage) {
 }
 
 function step(msg: Extract<Request, { type: "step" }>): Reply {
-  const { sab, worldSize, rank, numParams } = init;
+  const { sab, worldSize, rank, numParams, numBuffers } = init;
+  const slot = numParams + numBuffers;
   const { x: xs, shape, labels: ls, target: ts } = msg.shard;
   const x = tf.tensor4d(xs, shape);
   const targets: Targets = { labels: tf.tensor1d(ls, "int32") };
@@ -104,22 +120,35 @@ function step(msg: Extract<Request, { type: "step" }>): Reply {
   const { loss, grads, microBatches } = computeGrads(model, x, targets, lossFn, msg.microBatches);
   tf.dispose([x, targets.labels, targets.soft!, targets.teacher!].filter(Boolean));
   const weight = shape[0] / msg.totalBatch;
-  const slots = new Float32Array(sab, 0, worldSize * numParams);
-  const mine = slots.subarray(rank * numParams, (rank + 1) * numParams);
+  const slots = new Float32Array(sab, 0, worldSize * slot);
+  const mine = slots.subarray(rank * slot, (rank + 1) * slot);
   names.forEach((n, i) => {
     const g = grads.get(n)!.dataSync() as Float32Array;
     const dst = mine.subarray(offsets[i], offsets[i] + g.length);
     for (let j = 0; j < g.length; j++) dst[j] = g[j] * weight;
   });
   tf.dispose([...grads.values()]);
+  // BatchNorm running statistics, updated by this shard's forward pass, are averaged over the workers (the
+  // replicas would drift apart otherwise).
+  bufNames.forEach((n, i) => {
+    const b = buffersOf(model).get(n)!.dataSync() as Float32Array;
+    const dst = mine.subarray(numParams + bufOffsets[i], numParams + bufOffsets[i] + b.length);
+    for (let j = 0; j < b.length; j++) dst[j] = b[j] / worldSize;
+  });
   barrier(sab, worldSize);
   // Every worker reduces all slots in rank order: identical sums, identical updates.
-  const total = new Float32Array(numParams);
+  const total = new Float32Array(slot);
   for (let r = 0; r < worldSize; r++) {
-    const s = slots.subarray(r * numParams, (r + 1) * numParams);
-    for (let j = 0; j < numParams; j++) total[j] += s[j];
+    const s = slots.subarray(r * slot, (r + 1) * slot);
+    for (let j = 0; j < slot; j++) total[j] += s[j];
   }
   barrier(sab, worldSize); // nobody overwrites a slot before everyone has read it
+  bufNames.forEach((n, i) => {
+    const v = buffersOf(model).get(n)!;
+    v.assign(
+      tf.tensor(total.subarray(numParams + bufOffsets[i], numParams + bufOffsets[i] + v.size), v.shape),
+    );
+  });
   const summed = new Map<string, tf.Tensor>();
   names.forEach((n, i) => {
     const v = model.params.get(n)!;
@@ -157,7 +186,7 @@ async function handle(msg: Request) {
     }
     case "getState": {
       const state: WorkerState = {
-        weights: snapshot(model.params),
+        weights: { ...snapshot(model.params), ...snapshot(buffersOf(model)) },
         optim: opt.getState(),
         rng: model.rng.state,
       };
@@ -168,6 +197,7 @@ async function handle(msg: Request) {
     case "setState": {
       const s = msg.state;
       assignAll(model.params, s.weights, "weight");
+      assignAll(buffersOf(model), s.weights, "buffer");
       opt.setState(s.optim);
       if (s.ema && ema) assignAll(ema.shadow, s.ema, "EMA weight");
       model.rng.state = s.rng;

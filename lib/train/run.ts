@@ -13,7 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type ConcreteBackend, initBackend } from "../backend.ts";
-import { loadCheckpoint, loadStateDict, stateDictOf } from "../checkpoint.ts";
+import { type Loadable, loadCheckpoint, loadStateDict, stateDictOf } from "../checkpoint.ts";
 import { openDataset } from "../data/datasets.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { RepeatedAugSampler, ShuffleSampler } from "../data/sampler.ts";
@@ -26,9 +26,9 @@ import { machineLine } from "../machine.ts";
 import { DataParallel } from "../parallel/data_parallel.ts";
 import type { WorkerState } from "../parallel/protocol.ts";
 import { fmtSeconds, Progress } from "../progress.ts";
-import { type AnyModel, buildModel, buildVit, getEntry } from "../registry.ts";
+import { type AnyModel, buildModel, getEntry, modelIO } from "../registry.ts";
 import { Rng } from "../rng.ts";
-import type { VisionTransformer } from "../vit/model.ts";
+import { VisionTransformer } from "../vit/model.ts";
 import type { TrainConfig } from "./config.ts";
 import { type EvalMetrics, evaluateDataset, limitDataset } from "./evaluate.ts";
 import { lrAt, scaledLr } from "./schedule.ts";
@@ -142,7 +142,7 @@ interface TrainState {
 }
 
 /** Everything needed to continue a run, as one safetensors file (weights under timm's names). */
-function checkpointTensors(model: VisionTransformer, states: WorkerState[]): StateDict {
+function checkpointTensors(model: Loadable, states: WorkerState[]): StateDict {
   const sd = stateDictOf(model);
   const flat = (data: Float32Array) => ({ dtype: "F32" as const, shape: [data.length], data });
   for (const [slot, m] of Object.entries(states[0].optim.slots)) {
@@ -176,17 +176,14 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   const numClasses = train.classes.length;
 
   // ---- model, teacher
-  const entry = getEntry(cfg.model);
-  if (entry.family !== "vit") {
-    throw new TrainingError(`the student must be a ViT/DeiT, '${cfg.model}' is a ${entry.family}`);
-  }
-  const imgSize = cfg.img_size || (entry.config.imgSize ?? 224);
-  const model = buildVit(cfg.model, {
-    numClasses,
-    imgSize,
-    dropPathRate: cfg.drop_path,
-    dropRate: cfg.drop,
-  }, cfg.seed);
+  // The student is a ViT/DeiT or — to train a convnet teacher — a RegNet (no stochastic depth, no dist token).
+  const isVit = getEntry(cfg.model).family === "vit";
+  const imgSize = cfg.img_size || modelIO(cfg.model).imgSize;
+  const studentOverrides: Record<string, unknown> = isVit
+    ? { numClasses, imgSize, dropPathRate: cfg.drop_path, dropRate: cfg.drop }
+    : { numClasses, imgSize };
+  const model: AnyModel & Loadable = buildModel(cfg.model, studentOverrides, cfg.seed);
+  const distilled = model instanceof VisionTransformer && model.config.distilled;
   if (cfg.finetune) {
     const r = await loadCheckpoint(model, await resolveCheckpoint(cfg.finetune), { strict: false });
     say(
@@ -204,19 +201,19 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       cfg.teacher,
       getEntry(cfg.teacher).family === "vit" ? { numClasses, imgSize } : { numClasses },
     );
-    checkDistillSetup(cfg.distillation, model.config, { numClasses: numClasses, name: cfg.teacher });
+    checkDistillSetup(cfg.distillation, { distilled, numClasses }, { numClasses, name: cfg.teacher });
     if (!cfg.teacher_checkpoint) {
       throw new TrainingError(`distillation needs --teacher_checkpoint (a run folder or file)`);
     }
     await loadCheckpoint(teacher, await resolveCheckpoint(cfg.teacher_checkpoint));
   } else {
-    checkDistillSetup(cfg.distillation, model.config);
+    checkDistillSetup(cfg.distillation, { distilled, numClasses });
   }
 
   // ---- engines and data pipeline
   const workers = cfg.workers || (["wasm", "cpu"].includes(backend.name) ? navigator.hardwareConcurrency : 1);
   const shapes = model.torchShapes();
-  const dp = await DataParallel.start(model, {
+  const dp = await DataParallel.start(model, { name: cfg.model, overrides: studentOverrides }, {
     workers,
     backend: backend.name,
     optim: { type: cfg.opt, weightDecay: cfg.weight_decay, eps: cfg.opt_eps, momentum: cfg.momentum },
@@ -348,7 +345,9 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   ) => {
     const states = await dp.getState();
     // The engines hold the weights; bring engine 0's into this thread's copy of the model to write them.
-    for (const [k, v] of model.params) v.assign(tf.tensor(states[0].weights[k], v.shape, "float32"));
+    for (const [k, v] of [...model.params, ...(model.buffers ?? [])]) {
+      v.assign(tf.tensor(states[0].weights[k], v.shape, "float32"));
+    }
     const ts: TrainState = {
       format: 1,
       ...state,

@@ -3,7 +3,20 @@
  * summed — gradient accumulation), optimiser update. Everything inside tf.tidy; nothing leaks.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Logits, VisionTransformer } from "../vit/model.ts";
+import type { Logits } from "../vit/model.ts";
+import type { ViTConfig } from "../vit/config.ts";
+
+/** What a training step needs of a model (a ViT/DeiT or a RegNet). */
+export interface TrainableModel {
+  readonly params: Map<string, tf.Variable>;
+  readonly config: object;
+  forward(x: tf.Tensor4D, opts: { training?: boolean }): Logits;
+}
+
+/** The ViT config of a model, when it is a ViT (the heap estimate is fitted to ViTs). */
+function vitConfigOf(model: TrainableModel): ViTConfig | undefined {
+  return "embedDim" in model.config ? model.config as ViTConfig : undefined;
+}
 import type { AdamW } from "./optim.ts";
 import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "../memory.ts";
 
@@ -50,7 +63,7 @@ export interface GradResult {
  * gradients are averaged (identical maths to one pass, less memory).
  */
 export function computeGrads(
-  model: VisionTransformer,
+  model: TrainableModel,
   x: tf.Tensor4D,
   targets: Targets,
   lossFn: LossFn,
@@ -58,7 +71,7 @@ export function computeGrads(
 ): GradResult {
   const B = x.shape[0];
   const microBatches = micro === "auto"
-    ? (tf.getBackend() === "wasm" ? fitMicroBatches(model.config, B) : 1)
+    ? (tf.getBackend() === "wasm" && vitConfigOf(model) ? fitMicroBatches(vitConfigOf(model)!, B) : 1)
     : micro;
   if (B % microBatches !== 0) {
     throw new Error(`batch ${B} does not split into ${microBatches} equal micro-batches`);
@@ -79,7 +92,12 @@ export function computeGrads(
     } catch (e) {
       // A failed allocation aborts the wasm engine; say what would fit instead of a stack of internals.
       if (tf.getBackend() === "wasm" && isWasmAbort(e)) {
-        throw new OutOfMemoryError(oomMessage(model.config, mb));
+        const vc = vitConfigOf(model);
+        throw new OutOfMemoryError(
+          vc
+            ? oomMessage(vc, mb)
+            : `out of memory: a training step of ${mb} images does not fit in the wasm heap`,
+        );
       }
       throw e;
     }
@@ -120,7 +138,7 @@ export interface StepOptions {
 
 /** One full step: (teacher logits,) gradients, then the optimiser update at `lr`. Returns the mean loss. */
 export function trainStep(
-  model: VisionTransformer,
+  model: TrainableModel,
   opt: AdamW,
   x: tf.Tensor4D,
   targets: Targets,
