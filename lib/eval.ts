@@ -5,12 +5,10 @@ import * as tf from "@tensorflow/tfjs";
 import type { DataError } from "./data/imagefolder.ts";
 import { evalBatches } from "./data/loader.ts";
 import { Progress } from "./progress.ts";
+import type { Classifier } from "./classifier.ts";
 
 /** What evaluation needs of a model. */
-export interface Classifier {
-  /** `[B, H, W, 3]` normalised → logits `[B, classes]` (eval mode, DeiT's inference rule). */
-  predict(x: tf.Tensor4D): tf.Tensor2D;
-}
+export type { Classifier };
 
 export interface Sample {
   path: string;

@@ -4,6 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Logits } from "../vit/model.ts";
+import type { Classifier } from "../classifier.ts";
 import type { ViTConfig } from "../vit/config.ts";
 
 /** What a training step needs of a model (a ViT/DeiT or a RegNet). */
@@ -124,9 +125,7 @@ export function computeGrads(
 }
 
 /** A frozen model that predicts logits in eval mode (any registered model can teach). */
-export interface Teacher {
-  predict(x: tf.Tensor4D): tf.Tensor2D;
-}
+export type Teacher = Classifier;
 
 export interface StepOptions {
   lr: number;
