@@ -163,3 +163,29 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "a NaN loss stops the run with one clear line",
+  ignore: !haveFmnist,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const r = await train([
+      "--config",
+      "fmnist-deit",
+      "--smoke",
+      "--out",
+      dir,
+      "--batch_size",
+      "16",
+      "--lr",
+      "1e30",
+      "--warmup_epochs",
+      "0",
+    ]).output();
+    assertEquals(r.code, 2);
+    const err = new TextDecoder().decode(r.stderr);
+    assert(/loss is (NaN|-?Infinity) at epoch 0, step \d+: training diverged/.test(err), err);
+    assert(!err.includes("    at "), "stack trace printed");
+    await Deno.remove(dir, { recursive: true });
+  },
+});

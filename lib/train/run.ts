@@ -393,9 +393,11 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
           b.target,
         );
         if (!Number.isFinite(loss)) {
+          const good = (await exists(lastPath))
+            ? `the last good checkpoint is ${lastPath} (--resume continues from it)`
+            : "no checkpoint had been written yet";
           throw new TrainingError(
-            `loss is ${loss} at epoch ${epoch}, step ${b.step}: training diverged. The last good checkpoint is ` +
-              `${lastPath}; lower --lr or check the data, then --resume`,
+            `loss is ${loss} at epoch ${epoch}, step ${b.step}: training diverged; ${good}. Lower --lr or check the data.`,
           );
         }
         lossSum += loss;
