@@ -2,19 +2,13 @@
  * Evaluation of a classifier on an ImageFolder: top-1, top-5, throughput, and optional per-image predictions.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { DataError } from "./data/imagefolder.ts";
+import type { DataError, ImageSample } from "./data/imagefolder.ts";
 import { evalBatches } from "./data/loader.ts";
 import { Progress } from "./progress.ts";
 import type { Classifier } from "./classifier.ts";
 
 /** What evaluation needs of a model. */
 export type { Classifier };
-
-export interface Sample {
-  path: string;
-  rel: string;
-  target: number;
-}
 
 export interface EvalOptions {
   /** Input resolution of the model. */
@@ -39,7 +33,11 @@ export interface EvalResult {
   seconds: number;
 }
 
-export async function evaluate(model: Classifier, samples: Sample[], opts: EvalOptions): Promise<EvalResult> {
+export async function evaluate(
+  model: Classifier,
+  samples: ImageSample[],
+  opts: EvalOptions,
+): Promise<EvalResult> {
   const batchSize = opts.batchSize ?? 32;
   const unreadable: EvalResult["unreadable"] = [];
   const progress = (opts.progress ?? true) ? new Progress(samples.length, "eval") : undefined;
@@ -53,7 +51,7 @@ export async function evaluate(model: Classifier, samples: Sample[], opts: EvalO
     const batches = evalBatches(samples, {
       batchSize,
       size: opts.size,
-      onError: (s: Sample, err: DataError) => unreadable.push({ file: s.rel, reason: err.message }),
+      onError: (s: ImageSample, err: DataError) => unreadable.push({ file: s.rel, reason: err.message }),
     });
     for await (const b of batches) {
       const n = b.targets.length;

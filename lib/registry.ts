@@ -207,26 +207,20 @@ export interface ModelSummary {
   paper_top1: number | null;
 }
 
-export function summarize(name: string): ModelSummary {
-  const e = getEntry(name);
+/** Parameter count, GFLOPs and resolution of an entry, from its family's shape functions. */
+function size(e: ModelEntry): { params: number; gflops: number; imgSize: number } {
   if (e.family === "regnet") {
     const c = resolveRegNetConfig(e.config);
-    return {
-      name,
-      params: countParams(regnetParamShapes(c)),
-      gflops: regnetGFlops(c),
-      img_size: c.imgSize,
-      paper_top1: e.paper?.top1 ?? null,
-    };
+    return { params: countParams(regnetParamShapes(c)), gflops: regnetGFlops(c), imgSize: c.imgSize };
   }
   const c = vitConfig(e.config);
-  return {
-    name,
-    params: countParams(vitParamShapes(c)),
-    gflops: vitGFlops(c),
-    img_size: c.imgSize,
-    paper_top1: e.paper?.top1 ?? null,
-  };
+  return { params: countParams(vitParamShapes(c)), gflops: vitGFlops(c), imgSize: c.imgSize };
+}
+
+export function summarize(name: string): ModelSummary {
+  const e = getEntry(name);
+  const { params, gflops, imgSize } = size(e);
+  return { name, params, gflops, img_size: imgSize, paper_top1: e.paper?.top1 ?? null };
 }
 
 /** Any model this project builds. */
