@@ -52,6 +52,8 @@ const base = { embedDim: 768, numHeads: 12, depth: 12 };
 /** timm's DeiT constructors register drop_path 0 for eval; the training configs set 0.1. */
 /** The small DeiT for 28×28 Fashion-MNIST runs on CPU: patch 4 (a 7×7 grid), head dim 32. */
 const mini28 = { imgSize: 28, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3, numClasses: 10 };
+/** The walkthrough's grid scale: 7×7 patches of 28×28 (16 tokens), small enough for dozens of runs on 2 cores. */
+const micro28 = { imgSize: 28, patchSize: 7, embedDim: 64, depth: 6, numHeads: 2, numClasses: 10 };
 const fixtureShape = { imgSize: 32, patchSize: 8, embedDim: 48, depth: 2, numHeads: 3, numClasses: 10 };
 
 export const MODELS = {
@@ -102,6 +104,12 @@ export const MODELS = {
     family: "vit",
     config: { ...mini28, distilled: true },
     note: "Fashion-MNIST-sized DeiT⚗",
+  },
+  deit_micro_patch7_28: { family: "vit", config: micro28, note: "the notebooks' grid-scale DeiT" },
+  deit_micro_distilled_patch7_28: {
+    family: "vit",
+    config: { ...micro28, distilled: true },
+    note: "the notebooks' grid-scale DeiT⚗",
   },
   // The reference fixtures' shapes (shared/fixtures/reference/vit_mini*.safetensors).
   vit_mini_patch8_32: { family: "vit", config: fixtureShape, note: "reference fixture shape" },

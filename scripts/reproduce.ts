@@ -1,60 +1,79 @@
 /**
- * `deno task reproduce`: the project's main job. For now (the model issue): the model table (DeiT Table 1
- * shapes, parameter counts, GFLOPs) and evaluations through the real `deno task eval` path:
- *   1. the reference fixture checkpoint (vit_mini, random weights) on 500 Fashion-MNIST test images;
- *   2. DeiT-Ti (random weights, written to and read back from safetensors) at 224 for its eval throughput.
- * Writes results/models.{md,json} and results/eval.{md,json}.
+ * `deno task reproduce [--preset full|smoke]`: the project's main job. It runs every experiment the notebooks
+ * need and regenerates the result tables and figures, then executes the notebooks headless:
+ *   1. the model table (Table 1) and evaluations through `deno task eval`'s path (the reference fixture
+ *      checkpoint on Fashion-MNIST test images; DeiT-Ti end-to-end eval throughput);
+ *   2. the grids of configs/grids/ (recipe, distill, transfer) through the sweep runner: finished runs are
+ *      skipped, interrupted ones resume from their checkpoints, two runs side by side on 2 cores;
+ *   3. the tables: ablation (Table 8), distillation (Table 3), teachers (Table 2), transfer, resolution, and
+ *      throughput (Table 1/5 method) with the Figure-1-style plot;
+ *   4. the notebooks in notebooks/, executed in place (full) so that they carry the results.
+ * Full writes results/ (runs under results/runs); smoke writes .cache/smoke/ with seconds-long stand-in runs —
+ * the test suite runs it.
  */
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
-import { intFlag, parseFlags, runMain } from "../lib/cli.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
 import { loadCheckpoint, saveSafetensors } from "../lib/checkpoint.ts";
 import { writeGreyImageFolder } from "../lib/data/export.ts";
 import { FASHION_MNIST_CLASSES, readFashionMnist } from "../lib/data/idx.ts";
 import { scanImageFolder } from "../lib/data/imagefolder.ts";
 import { evaluate } from "../lib/eval.ts";
-import { buildModel, getEntry, modelNames, summarize } from "../lib/registry.ts";
+import { buildModel } from "../lib/registry.ts";
 import { formatTable, markdownTable } from "../lib/table.ts";
 import { machineLine } from "../lib/machine.ts";
+import { prepareRuns } from "../lib/report/experiments.ts";
+import { formatDuration, readRun, runSeries } from "../lib/report/runs.ts";
+import {
+  ablationTable,
+  distillationTable,
+  modelTable,
+  resolutionTable,
+  teacherTable,
+  transferTable,
+} from "../lib/report/tables.ts";
+import { type ResultTable, tableMarkdown, writeTable } from "../lib/report/table.ts";
+import { barChart, lineChart, saveFigure } from "../lib/report/plots.ts";
+import { figure1, measureThroughput, throughputTable } from "../lib/report/throughput.ts";
+import { loadGrid } from "../lib/sweep/grid.ts";
 
-const USAGE = `usage: deno task reproduce [--backend auto|…] [--images 500] [--throughput-images 64]`;
+const USAGE =
+  `usage: deno task reproduce [--preset full|smoke] [--devices cpu|LIST] [--backend auto|…] [--no-notebooks]
+  [--no-throughput] [--images 500] [--throughput-images 64]`;
 const ROOT = new URL("../", import.meta.url).pathname;
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url).pathname;
+const GRIDS = ["recipe", "distill", "transfer"];
+const NOTEBOOKS = ["01_vit_baseline", "02_deit_training", "03_distillation", "04_transfer", "05_throughput"];
 
 await runMain(async () => {
   const a = parseFlags(Deno.args, {
-    string: ["backend", "images", "throughput-images"],
-    default: { backend: "auto", images: "500", "throughput-images": "64" },
+    string: ["backend", "images", "throughput-images", "preset", "devices"],
+    boolean: ["no-notebooks", "no-throughput"],
+    default: { backend: "auto", images: "500", "throughput-images": "64", preset: "full", devices: "cpu" },
   }, USAGE);
+  const preset = String(a.preset);
+  if (preset !== "full" && preset !== "smoke") {
+    throw new UsageError(`--preset must be full or smoke\n${USAGE}`);
+  }
+  const t0 = performance.now();
   const backend = await initBackend(String(a.backend));
   const when = new Date().toISOString().slice(0, 10);
   const machine = await machineLine();
-  await Deno.mkdir(`${ROOT}results`, { recursive: true });
+  const out = preset === "full" ? `${ROOT}results` : `${ROOT}.cache/smoke/results`;
+  await Deno.mkdir(`${out}/figures`, { recursive: true });
+  const written: string[] = [];
+  const put = async (t: ResultTable) => {
+    written.push(...await writeTable(t, out));
+    console.log("\n" + tableMarkdown(t));
+  };
 
   // 1. Model table -------------------------------------------------------------------------------------
-  const rows = modelNames().map(summarize);
-  await Deno.writeTextFile(`${ROOT}results/models.json`, JSON.stringify(rows, null, 2) + "\n");
-  const mdRows = rows.map((r) => [
-    r.name,
-    r.params.toLocaleString("en-US"),
-    r.gflops < 0.1 ? r.gflops.toPrecision(2) : r.gflops.toFixed(2),
-    String(r.img_size),
-    r.paper_top1 === null ? "—" : r.paper_top1.toFixed(1),
-    String(getEntry(r.name).paper?.v100ImagesPerS ?? "—"),
-  ]);
-  const header = ["model", "params", "GFLOPs", "img", "paper top-1", "paper V100 im/s"];
-  console.log(formatTable(header, mdRows) + "\n");
-  await Deno.writeTextFile(
-    `${ROOT}results/models.md`,
-    `# Model variants (DeiT Table 1)\n\nGenerated by \`deno task reproduce\` (\`deno task models\`). Parameter ` +
-      `counts are computed from the architecture and equal timm's; GFLOPs are multiply-adds, as the paper ` +
-      `counts them. Paper columns are the paper's, not measured here.\n\n${markdownTable(header, mdRows)}\n`,
-  );
+  await put(modelTable());
 
   // 2. Evaluations through the eval path ------------------------------------------------------------------
   const cache = `${ROOT}.cache`;
   const test = await readFashionMnist("test");
-  const nImages = intFlag(a.images, "images");
+  const nImages = preset === "smoke" ? 100 : intFlag(a.images, "images");
   const folder = await writeGreyImageFolder(
     test,
     FASHION_MNIST_CLASSES,
@@ -80,7 +99,7 @@ await runMain(async () => {
     note: "random weights: ~10% (chance) is the expected top-1",
   });
 
-  const nTp = intFlag(a["throughput-images"], "throughput-images");
+  const nTp = preset === "smoke" ? 4 : intFlag(a["throughput-images"], "throughput-images");
   const tiny = buildModel("deit_tiny_patch16_224", {}, 0);
   const ckpt = `${cache}/deit_tiny_random.safetensors`;
   await saveSafetensors(tiny, ckpt, { note: "random init (seed 0), for throughput only" });
@@ -101,7 +120,7 @@ await runMain(async () => {
     note: "end-to-end eval throughput (decode + transform + forward)",
   });
   for (const e of evals) Object.assign(e, { backend: backend.name, date: when, machine });
-  await Deno.writeTextFile(`${ROOT}results/eval.json`, JSON.stringify(evals, null, 2) + "\n");
+  await Deno.writeTextFile(`${out}/eval.json`, JSON.stringify(evals, null, 2) + "\n");
   const eh = ["model", "checkpoint", "data", "top-1", "top-5", "images/s", "backend"];
   const er = evals.map((e) => [
     String(e.model),
@@ -113,12 +132,93 @@ await runMain(async () => {
     `${e.backend}, batch ${e.batch_size}`,
   ]);
   console.log("\n" + formatTable(eh, er));
+  written.push(`${out}/eval.md`, `${out}/eval.json`);
   await Deno.writeTextFile(
-    `${ROOT}results/eval.md`,
+    `${out}/eval.md`,
     `# Evaluation through \`deno task eval\`'s path\n\nGenerated by \`deno task reproduce\` on ${when}, ` +
       `${machine}. The released DeiT weights and ImageNet cannot be downloaded here; these rows exercise the ` +
       `same loader, checkpoint reader and model on data this machine has.\n\n${markdownTable(eh, er)}\n`,
   );
-  console.log(`\nwrote results/models.md, results/models.json, results/eval.md, results/eval.json`);
   tf.disposeVariables();
+
+  // 3. The grids' runs (resumable; finished runs are skipped) ----------------------------------------------
+  const ex = await prepareRuns(GRIDS, { preset, train: true, devices: String(a.devices) });
+
+  // 4. Tables and figures --------------------------------------------------------------------------------
+  const ablation = await ablationTable(ex.root);
+  await put(ablation);
+  await put(await distillationTable(ex.root));
+  await put(await teacherTable(ex.root));
+  await put(await transferTable(ex.root));
+  await put(await resolutionTable(ex.root));
+  const fig = (f: Parameters<typeof saveFigure>[0], name: string) =>
+    saveFigure(f, `${out}/figures`, name).then((p) => written.push(p));
+  await fig(
+    barChart(
+      ablation.rows.flatMap((r) => [
+        { label: String(r.row).slice(0, 40), value: r.ours as number, group: "ours" },
+        { label: String(r.row).slice(0, 40), value: (r.paper as number) ?? NaN, group: "paper" },
+      ]),
+      {
+        x: "top-1 (%)",
+        title: "Table 8 rows: ours (FMNIST-10k) beside the paper's (ImageNet)",
+        domain: [0, 100],
+      },
+    ),
+    "ablation",
+  );
+  const recipe = await loadGrid("recipe");
+  const curves = [];
+  for (const row of recipe.rows) {
+    curves.push(runSeries(await readRun(`${ex.root}/recipe/${row.name}`), row.name));
+  }
+  await fig(
+    lineChart(curves, { x: "epoch", y: "test top-1 (%)", title: "Recipe grid: test top-1", width: 760 }),
+    "recipe_curves",
+  );
+
+  // 5. Throughput (Table 1/5 method) ----------------------------------------------------------------------
+  if (!a["no-throughput"]) {
+    const results = await measureThroughput(preset, { log: console.log });
+    await Deno.writeTextFile(
+      `${out}/throughput.json`,
+      JSON.stringify({ machine, date: when, results }, null, 2) + "\n",
+    );
+    written.push(`${out}/throughput.json`);
+    await put(throughputTable(results, machine, when));
+    await fig(figure1(results), "figure1");
+  }
+
+  // 6. Notebooks, executed headless ------------------------------------------------------------------------
+  if (!a["no-notebooks"]) {
+    for (const nb of NOTEBOOKS) {
+      const t = performance.now();
+      const args = [
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--ExecutePreprocessor.kernel_name=deno",
+        "--ExecutePreprocessor.timeout=-1",
+      ];
+      if (preset === "full") args.push("--inplace");
+      else args.push("--output-dir", `${ROOT}.cache/smoke/notebooks`);
+      const r = await new Deno.Command("jupyter", {
+        args: [...args, `${ROOT}notebooks/${nb}.ipynb`],
+        env: { DEIT_PRESET: preset, NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!r.success) {
+        const err = new TextDecoder().decode(r.stderr).split("\n").slice(-25).join("\n");
+        throw new Error(`notebook ${nb} failed:\n${err}`);
+      }
+      console.log(`notebook ${nb}: executed (${formatDuration((performance.now() - t) / 1000)})`);
+    }
+  }
+  const rel = (p: string) => p.startsWith(ROOT) ? p.slice(ROOT.length) : p;
+  console.log(`\nwrote ${written.map(rel).join(", ")}`);
+  console.log(
+    `reproduce --preset ${preset}: ${formatDuration((performance.now() - t0) / 1000)} on ${machine}`,
+  );
 });

@@ -4,7 +4,8 @@
  * NAME is a file of configs/ (e.g. fmnist-deit); FILE a .ts or .json path. Every other `--key value` overrides
  * one config key (unknown or mistyped keys are errors; see lib/train/config.ts). The run folder defaults to
  * results/runs/NAME. `--resume` continues from its checkpoint-last; `--smoke` runs a few steps in seconds
- * (into a temporary folder unless --out is given) on the same code path.
+ * (into a temporary folder unless --out is given) on the same code path. SIGINT/SIGTERM stop the run after the
+ * current step with checkpoint-last written (exit 130); a second signal a few seconds later exits at once.
  */
 import { runMain, UsageError } from "../lib/cli.ts";
 import { listConfigs, loadConfigFile, parseOverrides, resolveConfig } from "../lib/train/config.ts";
@@ -12,6 +13,22 @@ import { runTraining } from "../lib/train/run.ts";
 
 const USAGE = `usage: deno task train --config NAME|FILE [--key value …] [--out DIR] [--resume] [--smoke]
 configs: ${(await listConfigs()).join(", ")}`;
+
+// The first SIGINT/SIGTERM stops the run cleanly after the current step; one more (not the same Ctrl-C relayed by
+// a sweep, hence the delay) exits at once.
+const interrupt = new AbortController();
+let interruptedAt = 0;
+const onSignal = () => {
+  if (!interrupt.signal.aborted) {
+    interruptedAt = performance.now();
+    console.error("stopping after this step (checkpoint-last will be written)…");
+    interrupt.abort();
+  } else if (performance.now() - interruptedAt > 3000) {
+    console.error("interrupted again: exiting without a checkpoint");
+    Deno.exit(130);
+  }
+};
+for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
 
 await runMain(async () => {
   const args = [...Deno.args];
@@ -45,8 +62,13 @@ await runMain(async () => {
     smoke,
     command: ["deno task train", ...Deno.args].join(" "),
     configSource: file.path,
+    signal: interrupt.signal,
   });
   const last = logs[logs.length - 1];
+  if (interrupt.signal.aborted && !last?.finished) {
+    console.error(`interrupted: checkpoint saved to ${dir}/checkpoint-last.safetensors (--resume continues)`);
+    Deno.exit(130);
+  }
   console.log(
     `${dir}: ${logs.length} epoch(s) logged; last test acc@1 ${last?.test_acc1.toFixed(2)}, best ${
       last?.best_acc1.toFixed(2)

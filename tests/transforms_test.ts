@@ -731,3 +731,13 @@ Deno.test("ShuffleSampler: a permutation per epoch, split over ranks", () => {
   assertEquals(parts[0].length, 17);
   assertEquals(counts(parts).size, 50);
 });
+
+Deno.test("small-image rule: an image smaller than the model's side is resized to it before the crop", async () => {
+  const img = { data: new Uint8Array(8 * 8 * 3).fill(200), width: 8, height: 8, channels: 3 as const };
+  const t = buildTrainTransform({ size: 28, randAugment: "", colorJitter: 0, reprob: 0, hflip: 0 });
+  const out = await t(img, new Rng(1));
+  assertEquals([out.height, out.width], [28, 28]);
+  // A uniform 8×8 image stays uniform inside (the crop's padding may bring in zeros at one edge only).
+  const centre = (14 * 28 + 14) * 3;
+  assert(out.data.slice(centre, centre + 3).every((v) => v > 1));
+});

@@ -16,7 +16,7 @@
  */
 import type { Rng } from "../rng.ts";
 import type { ImageF32, ImageU8, Sample } from "./dataset.ts";
-import { IMAGENET_MEAN, IMAGENET_STD } from "./eval_transform.ts";
+import { IMAGENET_MEAN, IMAGENET_STD, resizeBicubicPil } from "./eval_transform.ts";
 import {
   randomCrop,
   randomHorizontalFlip,
@@ -144,6 +144,11 @@ export function buildTrainTransform(cfg: TrainTransformConfig): TrainTransform {
           });
           break;
         case "randomCrop":
+          // An image of another side (the 8×8 digits into a 28-px model) is first resized to the model's
+          // side, bicubic, as the eval transform does (lib/train/evaluate.ts).
+          if (u8.width !== c.size || u8.height !== c.size) {
+            u8 = { ...resizeBicubicPil(u8, c.size, c.size), channels: 3 };
+          }
           u8 = randomCrop(u8, rng, c.size, 4);
           break;
         case "hflip":

@@ -46,6 +46,12 @@ export interface RunOptions {
   configSource?: string;
   /** Progress lines (default: stderr). */
   quiet?: boolean;
+  /**
+   * Stop cleanly: checked after each optimiser step; once aborted, checkpoint-last is written at the current
+   * position (as a mid-epoch checkpoint; an epoch's last step first finishes the epoch) and the logs so far are
+   * returned. `--resume` then continues to the numbers of an uninterrupted run.
+   */
+  signal?: AbortSignal;
 }
 
 export interface EpochLog {
@@ -409,10 +415,12 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
           b.step + 1,
           `loss ${(lossSum / steps).toFixed(4)} ${(images / secs).toFixed(1)} im/s`,
         );
-        // Mid-epoch checkpoints keep long epochs resumable.
+        // Mid-epoch checkpoints keep long epochs resumable; an interruption writes one and stops.
+        const midEpoch = b.step + 1 < derived.steps_per_epoch;
+        const stop = midEpoch && o.signal?.aborted === true;
         if (
-          performance.now() - lastSave > cfg.checkpoint_minutes * 60_000 && !o.smoke &&
-          b.step + 1 < derived.steps_per_epoch
+          stop ||
+          (performance.now() - lastSave > cfg.checkpoint_minutes * 60_000 && !o.smoke && midEpoch)
         ) {
           await saveCheckpoint(lastPath, {
             loader: loader.state,
@@ -421,6 +429,10 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
             partial: { loss_sum: lossSum, steps, images, seconds: secs },
           });
           lastSave = performance.now();
+        }
+        if (stop) {
+          say(`interrupted at epoch ${epoch}, batch ${b.step + 1} (step ${globalStep})`);
+          return logs;
         }
       }
       if (o.smoke && loader.state.epoch === epoch) {
@@ -463,6 +475,10 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
           `${m.acc5.toFixed(2)} loss ${m.loss.toFixed(4)}, ${log.images_per_s.toFixed(1)} im/s, ` +
           `${fmtSeconds(log.seconds)} (best ${best.toFixed(2)})`,
       );
+      if (o.signal?.aborted && !isLast) {
+        say(`interrupted after epoch ${epoch} (step ${globalStep})`);
+        return logs;
+      }
     }
   } finally {
     await loader.close();

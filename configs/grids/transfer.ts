@@ -1,0 +1,61 @@
+/**
+ * Transfer and resolution (paper § 5.3 and the ↑384 fine-tuning), at the grid scale of configs/fmnist-10k.ts.
+ * Notebook 04 reads these runs.
+ *
+ * - Data efficiency: the handwritten digits of Debian's python3-sklearn (1,297 train / 500 test 8×8 images,
+ *   resized to 28) learnt from scratch, against fine-tuning the Fashion-MNIST model of recipe/deit.
+ * - Resolution: recipe/deit (trained at 28) fine-tuned at 42 px for 3 epochs with its position embeddings
+ *   interpolated (4×4 → 6×6 grid), against training at 42 px from scratch with recipe/deit's schedule.
+ *
+ *   deno task sweep --grid recipe,transfer
+ */
+import type { Grid } from "../../lib/sweep/grid.ts";
+
+const digits = {
+  dataset: "digits",
+  train_limit: 0,
+  epochs: 30,
+  warmup_epochs: 3,
+  batch_size: 64,
+} as const;
+
+export default {
+  description:
+    "digits from scratch vs fine-tuned from Fashion-MNIST; 28 → 42 px fine-tuning vs training at 42",
+  base: "fmnist-10k",
+  smoke: {
+    train_limit: 256,
+    eval_limit: 128,
+    epochs: 2,
+    warmup_epochs: 1,
+    batch_size: 64,
+    loader_workers: 0,
+  },
+  rows: [
+    { name: "digits-scratch", label: "digits, from scratch", overrides: { ...digits } },
+    {
+      name: "digits-finetune",
+      label: "digits, fine-tuned from Fashion-MNIST (recipe/deit)",
+      // A tenth of the scratch learning rate, as fine-tuning recipes do.
+      overrides: { ...digits, lr: 4e-4, finetune: "{runs}/recipe/deit" },
+      needs: ["recipe/deit"],
+    },
+    {
+      name: "res42-finetune",
+      label: "28 → 42 px: recipe/deit fine-tuned 3 epochs, position embeddings interpolated",
+      overrides: {
+        img_size: 42,
+        epochs: 3,
+        warmup_epochs: 0,
+        lr: 4e-4,
+        finetune: "{runs}/recipe/deit",
+      },
+      needs: ["recipe/deit"],
+    },
+    {
+      name: "res42-scratch",
+      label: "42 px from scratch (recipe/deit's schedule)",
+      overrides: { img_size: 42 },
+    },
+  ],
+} satisfies Grid;

@@ -1,0 +1,81 @@
+/**
+ * Result tables: one shape for every table the kit writes (results/NAME.md, .csv, .json) and shows in the
+ * notebooks. A row holds the paper's value where there is one beside ours, and how ours was made (config,
+ * command, commit).
+ */
+import { markdownTable } from "../table.ts";
+
+export type Cell = string | number | null;
+
+export interface Column {
+  key: string;
+  title: string;
+  /** Digits after the point for numbers (default 2). */
+  digits?: number;
+}
+
+export interface ResultTable {
+  /** File stem under results/ (e.g. "ablation"). */
+  name: string;
+  title: string;
+  /** Paragraphs above the table: what was run, at which scale, how to read it. */
+  intro: string[];
+  columns: Column[];
+  rows: Record<string, Cell>[];
+  /** Lines below the table: findings, and where the paper's finding does not show here. */
+  notes: string[];
+}
+
+export function formatCell(v: Cell, digits = 2): string {
+  if (v === null || v === undefined || (typeof v === "number" && !Number.isFinite(v))) return "—";
+  return typeof v === "number" ? (Number.isInteger(v) && digits === 0 ? String(v) : v.toFixed(digits)) : v;
+}
+
+export function tableMarkdown(t: ResultTable): string {
+  const header = t.columns.map((c) => c.title);
+  const rows = t.rows.map((r) => t.columns.map((c) => formatCell(r[c.key], c.digits).replaceAll("|", "\\|")));
+  const parts = [`# ${t.title}`, ...t.intro, markdownTable(header, rows), ...t.notes];
+  return parts.join("\n\n") + "\n";
+}
+
+function csvField(s: string): string {
+  return /[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+export function tableCsv(t: ResultTable): string {
+  const lines = [t.columns.map((c) => csvField(c.key)).join(",")];
+  for (const r of t.rows) {
+    lines.push(
+      t.columns.map((c) => {
+        const v = r[c.key];
+        return v === null || v === undefined ? "" : csvField(typeof v === "number" ? String(v) : v);
+      }).join(","),
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Writes DIR/NAME.md, .csv and .json (the rows with every key, numbers unrounded). */
+export async function writeTable(t: ResultTable, dir: string): Promise<string[]> {
+  await Deno.mkdir(dir, { recursive: true });
+  const base = `${dir}/${t.name}`;
+  await Deno.writeTextFile(`${base}.md`, tableMarkdown(t));
+  await Deno.writeTextFile(`${base}.csv`, tableCsv(t));
+  await Deno.writeTextFile(
+    `${base}.json`,
+    JSON.stringify({ title: t.title, columns: t.columns, rows: t.rows, notes: t.notes }, null, 2) + "\n",
+  );
+  return [`${base}.md`, `${base}.csv`, `${base}.json`];
+}
+
+/** A table as a MIME bundle (`Deno.jupyter.display(bundle, { raw: true })`): rendered markdown. */
+export function tableBundle(t: ResultTable): Record<string, string> {
+  const md = tableMarkdown(t);
+  return { "text/markdown": md, "text/plain": md };
+}
+
+/** A table as a notebook cell's output (the cell's last expression). */
+export function tableDisplay(t: ResultTable): { [k: symbol]: () => Record<string, string> } {
+  const bundle = tableBundle(t);
+  return { [Symbol.for("Jupyter.display")]: () => bundle };
+}
