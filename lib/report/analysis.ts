@@ -31,11 +31,16 @@ export async function loadRunModel(
   const path = `${repoPath(dir)}/checkpoint-${opts.which ?? "last"}.safetensors`;
   const file = await readCheckpointFile(path);
   const prefix = "_train.ema.";
+  const live = new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.")));
+  // The EMA is stored flat (one vector per parameter): it takes the live tensor's shape.
   const sd = opts.ema
     ? new Map(
-      [...file.stateDict].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]),
+      [...file.stateDict].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => {
+        const name = k.slice(prefix.length);
+        return [name, { ...v, shape: live.get(name)?.shape ?? v.shape }];
+      }),
     )
-    : new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.")));
+    : live;
   if (opts.ema && sd.size === 0) {
     throw new Error(`${path} holds no EMA weights (was the run trained with ema?)`);
   }

@@ -1,0 +1,114 @@
+/**
+ * lib/report: run records, tables (values, deltas, the "does not show here" notes), CSV/markdown writing and
+ * figures, on run folders written by the test.
+ */
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import { formatDuration, readRun, runSeries } from "../lib/report/runs.ts";
+import { ablationTable, modelTable } from "../lib/report/tables.ts";
+import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/table.ts";
+import { barChart, heatmapGrid, imageGrid, lineChart } from "../lib/report/plots.ts";
+import { loadGrid } from "../lib/sweep/grid.ts";
+
+async function fakeRun(dir: string, accs: number[], epochs = accs.length) {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/config.json`,
+    JSON.stringify({
+      config: { epochs, model: "deit_micro_patch7_28" },
+      derived: { num_classes: 10, img_size: 28 },
+      commit: "abc1234",
+      machine: "test",
+    }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/log.jsonl`,
+    accs.map((a, epoch) =>
+      JSON.stringify({
+        epoch,
+        lr: 1e-3,
+        train_loss: 1,
+        test_loss: 1,
+        test_acc1: a,
+        test_acc5: 99,
+        images_per_s: 10,
+        seconds: 60,
+        steps: 1,
+        best_acc1: a,
+      }) + "\n"
+    ).join(""),
+  );
+}
+
+Deno.test("readRun: a missing folder is null, a run reads back with its last evaluated accuracy and wall time", async () => {
+  const root = await Deno.makeTempDir();
+  assertEquals(await readRun(`${root}/nothing`), null);
+  await fakeRun(`${root}/r`, [50, 60, NaN], 3);
+  const r = (await readRun(`${root}/r`))!;
+  assert(r.done);
+  assertEquals(r.acc1, 60); // epoch 3 was not evaluated (NaN → null in JSON)
+  assertEquals(r.seconds, 180);
+  assertEquals(runSeries(r, "x"), { name: "x", x: [1, 2], y: [50, 60] });
+  await Deno.writeTextFile(`${root}/r/log.jsonl`, "{not json\n");
+  let err = "";
+  await readRun(`${root}/r`).catch((e) => (err = e.message));
+  assertMatch(err, /log\.jsonl: line 1 is not JSON/);
+  assertEquals(formatDuration(3900), "1 h 05 min");
+  assertEquals(formatDuration(40), "40 s");
+});
+
+Deno.test("ablationTable: ours beside the paper, deltas against each default, notes where the sign differs", async () => {
+  const root = await Deno.makeTempDir();
+  await fakeRun(`${root}/recipe/deit`, [70, 80]);
+  await fakeRun(`${root}/recipe/no-mixup`, [70, 82]); // paper: −3.1; ours: +2 → a note
+  await fakeRun(`${root}/recipe/no-cutmix`, [70, 79]); // paper −1.8, ours −1: agrees
+  await fakeRun(`${root}/recipe/sgd`, [70], 2); // unfinished
+  const t = await ablationTable(root, { evaluateEma: false });
+  const rows = Object.fromEntries(t.rows.map((r) => [r.run as string, r]));
+  const grid = await loadGrid("recipe");
+  assertEquals(t.rows.length, grid.rows.length);
+  assertEquals(rows[`${root}/recipe/deit`].ours, 80);
+  assertEquals(rows[`${root}/recipe/no-mixup`].ours_delta, 2);
+  assertEquals(rows[`${root}/recipe/no-mixup`].paper, 78.7);
+  assertEquals(rows[`${root}/recipe/sgd`].status, "epoch 1/2");
+  assertEquals(rows[`${root}/recipe/plain`].status, "not run");
+  const notes = t.notes.join("\n");
+  assertStringIncludes(notes, "− Mixup");
+  assert(!notes.includes("− CutMix"), notes);
+  const md = tableMarkdown(t);
+  assertStringIncludes(md, "| DeiT recipe (default) | 81.8 | — | 80.00 |");
+  const csv = tableCsv(t);
+  assertEquals(csv.split("\n")[0], "row,paper,paper_delta,ours,ours_delta,status,wall,run,commit");
+  const files = await writeTable(t, `${root}/out`);
+  assertEquals(files.length, 3);
+  assertEquals(
+    JSON.parse(await Deno.readTextFile(`${root}/out/ablation.json`)).rows.length,
+    grid.rows.length,
+  );
+});
+
+Deno.test("table cells and CSV quoting; the model table has the paper's 8 variants", () => {
+  assertEquals(formatCell(null), "—");
+  assertEquals(formatCell(NaN), "—");
+  assertEquals(formatCell(1.234, 1), "1.2");
+  const t = modelTable();
+  assertEquals(t.rows.length, 8);
+  const csv = tableCsv({ ...t, rows: [{ model: 'a,"b"' }], columns: [{ key: "model", title: "m" }] });
+  assertEquals(csv, 'model\n"a,""b"""\n');
+});
+
+Deno.test("figures: standalone SVG (title inside), heat maps, PNG image grid", async () => {
+  const line = lineChart([{ name: "a", x: [1, 2], y: [3, 4] }], { x: "epoch", y: "acc", title: "T & t" });
+  assertEquals(line.kind, "svg");
+  const svg = line.data as string;
+  assert(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'), svg.slice(0, 80));
+  assertStringIncludes(svg, "T &amp; t");
+  assertStringIncludes(svg, "<path");
+  const bars = barChart([{ label: "x", value: 50, group: "ours" }], { x: "top-1" });
+  assertStringIncludes(bars.data as string, "ours 50.0");
+  const heat = heatmapGrid([{ row: "r", column: "c", side: 2, values: [0, 1, 2, 3] }]);
+  assertEquals(((heat.data as string).match(/<rect/g) ?? []).length >= 4, true);
+  const img = { data: new Uint8Array(4 * 4 * 3).fill(128), width: 4, height: 4, channels: 3 as const };
+  const png = await imageGrid([img, img, img], { columns: 2, scale: 2, gap: 1 });
+  assertEquals(png.kind, "png");
+  assertEquals(Array.from((png.data as Uint8Array).slice(1, 4)), [80, 78, 71]); // "PNG"
+});
