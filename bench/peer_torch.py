@@ -28,6 +28,7 @@ MODELS = {
                                             distilled=True),
     "deit_mini_patch4_28": dict(img=28, patch=4, dim=96, depth=6, heads=3, classes=10, distilled=False),
     "deit_mini_distilled_patch4_28": dict(img=28, patch=4, dim=96, depth=6, heads=3, classes=10, distilled=True),
+    "deit_micro_patch7_28": dict(img=28, patch=7, dim=64, depth=6, heads=2, classes=10, distilled=False),
 }
 
 

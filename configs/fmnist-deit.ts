@@ -5,10 +5,11 @@
  * augmentation ×3). For 28-px images DeiT's small-image rule applies: random crop with padding 4 + flip
  * instead of RandomResizedCrop.
  *
- *   deno task train --config fmnist-deit            # results/runs/fmnist-deit (resumable: add --resume)
+ *   deno task sweep --grid headline                 # results/runs/headline/fmnist-deit (resumes by itself)
+ *   deno task train --config fmnist-deit --out results/runs/headline/fmnist-deit --resume   # the same, alone
  *
- * Expected: ≥ 90% test top-1 (the acceptance bar of the training issue). Time on the 2-core development
- * machine: see results/runs/fmnist-deit/log.jsonl (≈ seconds per epoch there).
+ * Target: ≥ 90% test top-1 (the acceptance bar of the training issue). Time on the 2-core development
+ * machine: 7–15 min per epoch (results/runs/headline/fmnist-deit/log.jsonl, `seconds`).
  */
 import type { ConfigFile } from "../lib/train/config.ts";
 

@@ -42,13 +42,13 @@ const USAGE =
   [--no-throughput] [--images 500] [--throughput-images 64]`;
 const ROOT = new URL("../", import.meta.url).pathname;
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url).pathname;
-const GRIDS = ["recipe", "distill", "transfer"];
+const GRIDS = ["recipe", "distill", "transfer", "headline"];
 const NOTEBOOKS = ["01_vit_baseline", "02_deit_training", "03_distillation", "04_transfer", "05_throughput"];
 
 await runMain(async () => {
   const a = parseFlags(Deno.args, {
     string: ["backend", "images", "throughput-images", "preset", "devices"],
-    boolean: ["no-notebooks", "no-throughput"],
+    boolean: ["no-notebooks", "no-throughput", "no-train"],
     default: { backend: "auto", images: "500", "throughput-images": "64", preset: "full", devices: "cpu" },
   }, USAGE);
   const preset = String(a.preset);
@@ -142,7 +142,8 @@ await runMain(async () => {
   tf.disposeVariables();
 
   // 3. The grids' runs (resumable; finished runs are skipped) ----------------------------------------------
-  const ex = await prepareRuns(GRIDS, { preset, train: true, devices: String(a.devices) });
+  // --no-train: tables, figures and notebooks from the runs as they are (unfinished rows show their status).
+  const ex = await prepareRuns(GRIDS, { preset, train: !a["no-train"], devices: String(a.devices) });
 
   // 4. Tables and figures --------------------------------------------------------------------------------
   const ablation = await ablationTable(ex.root);

@@ -5,14 +5,17 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { loadStateDict } from "../checkpoint.ts";
-import type { Dataset } from "../data/dataset.ts";
+import type { Dataset, ImageU8 } from "../data/dataset.ts";
 import { openDataset } from "../data/datasets.ts";
 import { readCheckpointFile } from "../io/checkpoint.ts";
 import { type AnyModel, buildRegNet, buildVit, getEntry } from "../registry.ts";
 import { scoped } from "../scoped.ts";
 import { evalImage, type EvalMetrics, evaluateDataset, limitDataset } from "../train/evaluate.ts";
 import { VisionTransformer } from "../vit/model.ts";
-import { requireRun, type RunRecord } from "./runs.ts";
+import { readRun, requireRun, type RunRecord } from "./runs.ts";
+import type { ResultTable } from "./table.ts";
+import { agreement, attentionRollout, tokenSimilarity } from "../distill/analysis.ts";
+import type { RegNet } from "../distill/regnet.ts";
 import { repoPath } from "../sweep/grid.ts";
 
 export interface LoadRunOptions {
@@ -102,4 +105,86 @@ export async function evalBatch(
     await evalImage(s.image, imgSize, buf.subarray(i * per, (i + 1) * per));
   }
   return { x: tf.tensor4d(buf, [n, imgSize, imgSize, 3]), labels };
+}
+
+// ------------------------------------------------------------------------------------ distillation analyses
+
+export interface DistillAnalyses {
+  images: number;
+  /** cos(class token, distillation token): input embeddings, then after each block. */
+  similarity: { input: number; blocks: number[]; output: number };
+  /** Agreement (%) of each student with the convnet teacher: class head, distillation head, both. */
+  agreement: { student: string; cls: number; dist: number | null; both: number | null }[];
+  /** Attention rollout of both tokens for the first four test images, and those images. */
+  attention: { grid: number; cls: Float32Array[]; dist: Float32Array[] | null; images: ImageU8[] };
+}
+
+/**
+ * Notebook 03's analyses of the distill grid's DeiT⚗ (`distill/token`) on the first `n` test images: token
+ * similarity per block, agreement of every student with the RegNet teacher, attention maps. Null when a run
+ * it needs is not finished.
+ */
+export async function distillAnalyses(root: string, n: number): Promise<DistillAnalyses | null> {
+  const dirs = {
+    teacher: `${root}/distill/teacher-regnet`,
+    token: `${root}/distill/token`,
+    students: [["no distillation", `${root}/recipe/deit`], ["soft", `${root}/distill/soft`], [
+      "hard",
+      `${root}/distill/hard`,
+    ], ["DeiT⚗", `${root}/distill/token`]] as const,
+  };
+  for (const d of [dirs.teacher, ...dirs.students.map((s) => s[1])]) {
+    if (!(await readRun(d))?.done) return null;
+  }
+  const { run, model: student } = await loadRunModel(dirs.token);
+  const { model: teacher } = await loadRunModel(dirs.teacher);
+  const test = await runTestSet(run);
+  const size = run.derived.img_size;
+  const batch = await evalBatch(test, size, n);
+  const four = await evalBatch(test, size, 4);
+  try {
+    const vit = student as VisionTransformer;
+    const similarity = tokenSimilarity(vit, batch.x);
+    const agreementRows: DistillAnalyses["agreement"] = [];
+    for (const [name, dir] of dirs.students) {
+      const { model } = await loadRunModel(dir);
+      try {
+        const a = agreement(model as VisionTransformer, teacher as RegNet, batch.x);
+        const pct = (v: number | null) => (v === null ? null : 100 * v);
+        agreementRows.push({ student: name, cls: 100 * a.cls, dist: pct(a.dist), both: pct(a.both) });
+      } finally {
+        model.dispose();
+      }
+    }
+    const maps = attentionRollout(vit, four.x);
+    const images: ImageU8[] = [];
+    for (let i = 0; i < 4; i++) images.push((await test.get(i)).image);
+    return {
+      images: batch.labels.length,
+      similarity,
+      agreement: agreementRows,
+      attention: { grid: maps.grid, cls: maps.cls, dist: maps.dist, images },
+    };
+  } finally {
+    tf.dispose([batch.x, four.x]);
+    student.dispose();
+    teacher.dispose();
+  }
+}
+
+/** The agreement rows of {@link distillAnalyses} as a table. */
+export function agreementTable(an: DistillAnalyses): ResultTable {
+  return {
+    name: "agreement",
+    title: `Agreement with the convnet teacher (${an.images} test images, %)`,
+    intro: [],
+    columns: [
+      { key: "student", title: "student" },
+      { key: "cls", title: "class head", digits: 1 },
+      { key: "dist", title: "distillation head", digits: 1 },
+      { key: "both", title: "class + distillation", digits: 1 },
+    ],
+    rows: an.agreement.map((a) => ({ ...a })),
+    notes: [],
+  };
 }

@@ -223,3 +223,20 @@ export async function saveFigure(f: Figure, dir: string, name: string): Promise<
   else await Deno.writeFile(path, f.data as Uint8Array);
   return path;
 }
+
+/**
+ * Shows a figure (or a MIME bundle) as a notebook output now, wherever it is in the cell; outside a notebook
+ * kernel it prints the bundle's text or says where a figure would be.
+ */
+export async function show(x: Figure | Record<string, string>): Promise<void> {
+  const bundle = "kind" in x && "data" in x ? figureBundle(x as Figure) : x as Record<string, string>;
+  const jupyter = (Deno as unknown as {
+    jupyter?: { display(b: Record<string, string>, o: { raw: boolean }): Promise<void> };
+  }).jupyter;
+  if (jupyter) {
+    await jupyter.display(bundle, { raw: true });
+    // Let the kernel send the output before the cell reports idle: without this pause an output at the very
+    // end of a cell is sometimes dropped by headless runs (nbconvert moves on to the next cell).
+    await new Promise((r) => setTimeout(r, 150));
+  } else console.log(bundle["text/plain"] ?? `(${Object.keys(bundle).join(", ")} output)`);
+}
