@@ -48,6 +48,8 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--eval-limit", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--augment", action="store_true",
+                    help="DeiT's small-image rule: random crop with zero padding 4 (of the normalised image) + flip")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(os.cpu_count())
@@ -69,7 +71,14 @@ def main():
     model.train()
     for step in range(a.steps):
         sel = order[(step * a.batch_size) % len(xtr):][:a.batch_size]
-        loss = F.cross_entropy(model(xtr[sel])[0], ytr[sel])
+        x = xtr[sel]
+        if a.augment:
+            padded = F.pad(x, (4, 4, 4, 4))
+            dy, dx = torch.randint(0, 9, (2, len(x)), generator=g)
+            x = torch.stack([padded[i, :, dy[i]:dy[i] + 28, dx[i]:dx[i] + 28] for i in range(len(x))])
+            flip = torch.rand(len(x), generator=g) < 0.5
+            x[flip] = x[flip].flip(-1)
+        loss = F.cross_entropy(model(x)[0], ytr[sel])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -77,7 +86,7 @@ def main():
     with torch.no_grad():
         acc = sum((model(xte[i:i + 500])[0].argmax(1) == yte[i:i + 500]).sum().item()
                   for i in range(0, len(xte), 500))
-    print(f"{a.model} plain recipe, {a.steps} steps of {a.batch_size} at lr {a.lr}: "
+    print(f"{a.model} plain recipe{' + crop/flip' if a.augment else ''}, {a.steps} steps of {a.batch_size} at lr {a.lr}: "
           f"train loss {loss.item():.4f}, test top-1 {100 * acc / len(xte):.2f}% ({len(xte)} images)")
 
 
