@@ -9,6 +9,7 @@
  * (lib/sweep/slurm.ts). Done runs are skipped and started ones resume, so the same command continues a sweep.
  */
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
+import { compactRun } from "../lib/sweep/compact.ts";
 import { configChanges, listGrids, planSweep, type Preset, REPO_ROOT, runsRoot } from "../lib/sweep/grid.ts";
 import { parseDevices, runSweep, shellLine, trainCommand } from "../lib/sweep/runner.ts";
 import { writeSlurm } from "../lib/sweep/slurm.ts";
@@ -19,6 +20,7 @@ import { formatTable } from "../lib/table.ts";
 const USAGE = `usage: deno task sweep --grid NAME|FILE[,NAME…] [--devices cpu|cpu:N|0,1,…] [--max-parallel N]
                        [--preset full|smoke] [--root DIR] [--dry-run]
        deno task sweep status --grid NAME|FILE[,…] [--preset full|smoke] [--root DIR]
+       deno task sweep compact --grid NAME|FILE[,…]   (finished runs: drop optimiser state and checkpoint-best)
        deno task sweep --slurm --grid NAME|FILE[,…] [--out DIR] [--preset …] [--root DIR]
 grids: ${(await listGrids()).join(", ") || "none yet (configs/grids/)"}`;
 
@@ -32,7 +34,8 @@ function userPath(p: string): string {
 await runMain(async () => {
   const args = [...Deno.args];
   const status = args[0] === "status";
-  if (status) args.shift();
+  const compact = args[0] === "compact";
+  if (status || compact) args.shift();
   const f = parseFlags(args, {
     string: ["grid", "devices", "max-parallel", "preset", "root", "out"],
     boolean: ["dry-run", "slurm"],
@@ -48,6 +51,17 @@ await runMain(async () => {
   const runs = await planSweep(gridNames, { preset, root });
   const runsDir = runsRoot(preset, root);
 
+  if (compact) {
+    for (const r of runs) {
+      const c = await compactRun(r.dir);
+      if (c) {
+        console.log(
+          `${r.id}: ${(c.bytesBefore / 2 ** 20).toFixed(1)} → ${(c.bytesAfter / 2 ** 20).toFixed(1)} MB`,
+        );
+      }
+    }
+    return;
+  }
   if (status) {
     const { table, states } = await statusTable(runs);
     console.log(table);

@@ -647,3 +647,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test("compact: a finished run keeps its weights and EMA, drops the optimiser state and checkpoint-best", async () => {
+  const { compactRun } = await import("../lib/sweep/compact.ts");
+  const { writeSafetensors } = await import("../lib/io/safetensors.ts");
+  const { readCheckpointFile } = await import("../lib/io/checkpoint.ts");
+  const { resolveCheckpoint } = await import("../lib/train/run.ts");
+  const dir = await Deno.makeTempDir();
+  const t = (n: number) => ({ dtype: "F32" as const, shape: [n], data: new Float32Array(n).fill(1) });
+  const sd = new Map([["w", t(4)], ["_train.optim.m.w", t(4)], ["_train.optim.v.w", t(4)], [
+    "_train.ema.w",
+    t(4),
+  ]]);
+  await writeSafetensors(`${dir}/checkpoint-last.safetensors`, sd, { train_state: "{}" });
+  await Deno.copyFile(`${dir}/checkpoint-last.safetensors`, `${dir}/checkpoint-best.safetensors`);
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ config: { epochs: 1 } }));
+  await Deno.writeTextFile(
+    `${dir}/log.jsonl`,
+    JSON.stringify({ epoch: 0, test_acc1: 50, best_acc1: 50 }) + "\n",
+  );
+  const unfinished = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${unfinished}/config.json`, JSON.stringify({ config: { epochs: 2 } }));
+  await Deno.writeTextFile(`${unfinished}/log.jsonl`, JSON.stringify({ epoch: 0 }) + "\n");
+  assertEquals(await compactRun(unfinished), null);
+  const r = (await compactRun(dir))!;
+  assert(r.bytesAfter < r.bytesBefore / 2, JSON.stringify(r));
+  const f = await readCheckpointFile(`${dir}/checkpoint-last.safetensors`);
+  assertEquals([...f.stateDict.keys()].sort(), ["_train.ema.w", "w"]);
+  assertEquals(f.metadata.train_state, "{}");
+  assertEquals(await resolveCheckpoint(dir), `${dir}/checkpoint-last.safetensors`);
+});

@@ -13,6 +13,7 @@
  */
 import { fmtSeconds } from "../progress.ts";
 import { formatTable } from "../table.ts";
+import { compactRun } from "./compact.ts";
 import { configChanges, REPO_ROOT, repoPath, type RunSpec, writeRunConfig } from "./grid.ts";
 import { clearFailure, recordFailure, type RunStatus, runStatus } from "./status.ts";
 import { elapsedCell, epochCell, pct } from "./view.ts";
@@ -313,6 +314,7 @@ export async function runSweep(runs: RunSpec[], opts: SweepOptions): Promise<Swe
     const ended = Date.now();
     if (code === 0 && l.status.state === "done") {
       await clearFailure(l.run.dir);
+      await compactRun(l.run.dir);
       l.status = await runStatus(l.run.dir, l.run.config.epochs);
       finish(l, "done", { ended });
       say(l, `done in ${fmtSeconds((ended - l.result.started!) / 1000)}, best ${pct(l.status.best)}`);

@@ -125,10 +125,14 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** `path` itself, or `path/checkpoint-best.safetensors` when it is a run folder. */
+/** `path` itself, or a run folder's checkpoint-best (checkpoint-last when the run was compacted). */
 export async function resolveCheckpoint(path: string): Promise<string> {
   try {
-    if ((await Deno.stat(path)).isDirectory) return `${path}/checkpoint-best.safetensors`;
+    if ((await Deno.stat(path)).isDirectory) {
+      // A finished sweep run keeps only checkpoint-last (lib/sweep/compact.ts).
+      const best = `${path}/checkpoint-best.safetensors`;
+      return await Deno.stat(best).then(() => best, () => `${path}/checkpoint-last.safetensors`);
+    }
   } catch { /* the loader names a missing file */ }
   return path;
 }
