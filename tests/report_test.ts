@@ -77,7 +77,7 @@ Deno.test("ablationTable: ours beside the paper, deltas against each default, no
   const md = tableMarkdown(t);
   assertStringIncludes(md, "| DeiT recipe (default) | 81.8 | — | 80.00 |");
   const csv = tableCsv(t);
-  assertEquals(csv.split("\n")[0], "row,paper,paper_delta,ours,ours_delta,status,wall,run,commit");
+  assertEquals(csv.split("\n")[0], "row,paper,paper_delta,ours,ours_delta,status,wall,config,run,commit");
   const files = await writeTable(t, `${root}/out`);
   assertEquals(files.length, 3);
   assertEquals(

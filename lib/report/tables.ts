@@ -10,22 +10,28 @@ import { evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
 import { formatDuration, readRun, type RunRecord } from "./runs.ts";
 import type { Cell, Column, ResultTable } from "./table.ts";
 
-/** Columns every run-backed table ends with. */
+/** Columns every run-backed table ends with (the JSON rows also carry the run's exact `command`). */
 const PROVENANCE: Column[] = [
   { key: "status", title: "status" },
   { key: "wall", title: "wall time" },
+  { key: "config", title: "config (grid → row)" },
   { key: "run", title: "run folder" },
   { key: "commit", title: "commit" },
 ];
 
 function provenance(run: RunRecord | null, dir: string): Record<string, Cell> {
-  if (!run) return { status: "not run", wall: null, run: dir, commit: null };
+  // Run folders are <root>/<grid>/<row>: the config is that row of configs/grids/<grid>.ts.
+  const [grid, row] = dir.split("/").slice(-2);
+  const config = `configs/grids/${grid}.ts → ${row}`;
+  if (!run) return { status: "not run", wall: null, config, run: dir, commit: null, command: null };
   const last = run.logs[run.logs.length - 1];
   return {
     status: run.done ? "done" : `epoch ${last ? last.epoch + 1 : 0}/${run.config.epochs}`,
     wall: formatDuration(run.seconds),
+    config,
     run: dir,
     commit: run.commit,
+    command: run.command,
   };
 }
 
