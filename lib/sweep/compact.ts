@@ -32,6 +32,7 @@ export async function compactRun(dir: string): Promise<CompactReport | null> {
   if (bytesBefore === 0) return null;
   const file = await readCheckpointFile(last);
   const keep = new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.optim.")));
+  if (keep.size === file.stateDict.size && (await size(best)) === 0) return null; // compacted already
   if (keep.size < file.stateDict.size) {
     await writeSafetensors(last, keep, {
       ...file.metadata,
