@@ -182,10 +182,10 @@ await runMain(async () => {
   if (!a["no-throughput"]) {
     const results = await measureThroughput(preset, { log: console.log });
     await Deno.writeTextFile(
-      `${out}/throughput.json`,
+      `${out}/throughput_measured.json`,
       JSON.stringify({ machine, date: when, results }, null, 2) + "\n",
     );
-    written.push(`${out}/throughput.json`);
+    written.push(`${out}/throughput_measured.json`);
     await put(throughputTable(results, machine, when));
     await fig(figure1(results), "figure1");
   }

@@ -4,7 +4,10 @@
  * picture of throughput against top-1.
  */
 import { benchmark, type BenchResult } from "../bench.ts";
+import { initBackend } from "../backend.ts";
+import { machineLine } from "../machine.ts";
 import { getEntry } from "../registry.ts";
+import { repoPath } from "../sweep/grid.ts";
 import { type Figure, scatterChart } from "./plots.ts";
 import type { ResultTable } from "./table.ts";
 
@@ -118,7 +121,7 @@ export function figure1(results: BenchResult[]): Figure {
     return {
       x: p.v100ImagesPerS ?? NaN,
       y: p.top1,
-      label: short(n),
+      label: `${short(n)} V100`,
       group: n.includes("distilled") ? "paper DeiT⚗ (V100)" : "paper DeiT (V100)",
     };
   });
@@ -126,7 +129,7 @@ export function figure1(results: BenchResult[]): Figure {
     points.push({
       x: r.images_per_s,
       y: getEntry(r.model).paper?.top1 ?? NaN,
-      label: short(r.model),
+      label: `${short(r.model)} here`,
       group: `here (${r.backend}, 2 cores; paper's top-1)`,
     });
   }
@@ -136,4 +139,30 @@ export function figure1(results: BenchResult[]): Figure {
     logX: true,
     title: "Throughput vs accuracy (Figure 1's axes)",
   });
+}
+
+export interface ThroughputRecord {
+  results: BenchResult[];
+  machine: string;
+  date: string;
+}
+
+/**
+ * What notebook 05 shows: for the full preset the figures `deno task reproduce` saved in
+ * results/throughput_measured.json (empty when it has not run yet); for the smoke preset a measurement made now.
+ */
+export async function throughputForPreset(preset: "smoke" | "full"): Promise<ThroughputRecord> {
+  if (preset === "smoke") {
+    await initBackend("auto");
+    return {
+      results: await measureThroughput("smoke", { workers: 1 }),
+      machine: await machineLine(),
+      date: new Date().toISOString().slice(0, 10),
+    };
+  }
+  try {
+    return JSON.parse(await Deno.readTextFile(repoPath("results/throughput_measured.json")));
+  } catch {
+    return { results: [], machine: "", date: "" };
+  }
 }
