@@ -189,3 +189,30 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "a run killed before its first evaluation resumes (no best accuracy yet is stored as null)",
+  ignore: !haveFmnist,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const cfg = { ...tiny, config: { ...tiny.config, epochs: 2, eval_every: 2, workers: 1 } };
+    await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(cfg));
+    const args = ["--config", `${dir}/tiny.json`, "--out", `${dir}/run`, "--checkpoint_minutes", "0"];
+    const child = train(args).spawn();
+    const ckpt = `${dir}/run/checkpoint-last.safetensors`;
+    for (let i = 0; i < 600 && !(await Deno.stat(ckpt).then(() => true, () => false)); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stdout.cancel();
+    await child.stderr.cancel();
+    const resumed = await train([...args, "--resume"]).output();
+    assertEquals(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
+    const log = await readLog(`${dir}/run`);
+    assertEquals(log.length, 2);
+    assertEquals(log[0].test_acc1, null); // not evaluated
+    assert(log[1].test_acc1 >= 0 && log[1].finished);
+    await Deno.remove(dir, { recursive: true });
+  },
+});

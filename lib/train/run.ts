@@ -320,7 +320,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
     })));
     loader.state = st.loader;
     globalStep = st.global_step;
-    best = st.best_acc1;
+    best = st.best_acc1 ?? -Infinity; // -Infinity (no evaluation yet) is stored as null in JSON
     partial = st.loader.step > 0 ? st.partial : undefined;
     for (const line of (await Deno.readTextFile(logPath)).split("\n")) {
       if (line.trim()) logs.push(JSON.parse(line));
