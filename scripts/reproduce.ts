@@ -23,19 +23,20 @@ import { buildModel } from "../lib/registry.ts";
 import { formatTable, markdownTable } from "../lib/table.ts";
 import { machineLine } from "../lib/machine.ts";
 import { prepareRuns } from "../lib/report/experiments.ts";
-import { formatDuration, readRun, runSeries } from "../lib/report/runs.ts";
+import { formatDuration } from "../lib/report/runs.ts";
 import {
+  ablationFigure,
   ablationTable,
   distillationTable,
   modelTable,
+  recipeCurves,
   resolutionTable,
   teacherTable,
   transferTable,
 } from "../lib/report/tables.ts";
 import { type ResultTable, tableMarkdown, writeTable } from "../lib/report/table.ts";
-import { barChart, lineChart, saveFigure } from "../lib/report/plots.ts";
+import { saveFigure } from "../lib/report/plots.ts";
 import { figure1, measureThroughput, throughputTable } from "../lib/report/throughput.ts";
-import { loadGrid } from "../lib/sweep/grid.ts";
 
 const USAGE =
   `usage: deno task reproduce [--preset full|smoke] [--devices cpu|LIST] [--backend auto|…] [--no-notebooks]
@@ -154,29 +155,8 @@ await runMain(async () => {
   await put(await resolutionTable(ex.root));
   const fig = (f: Parameters<typeof saveFigure>[0], name: string) =>
     saveFigure(f, `${out}/figures`, name).then((p) => written.push(p));
-  await fig(
-    barChart(
-      ablation.rows.flatMap((r) => [
-        { label: String(r.row).slice(0, 40), value: r.ours as number, group: "ours" },
-        { label: String(r.row).slice(0, 40), value: (r.paper as number) ?? NaN, group: "paper" },
-      ]),
-      {
-        x: "top-1 (%)",
-        title: "Table 8 rows: ours (FMNIST-10k) beside the paper's (ImageNet)",
-        domain: [0, 100],
-      },
-    ),
-    "ablation",
-  );
-  const recipe = await loadGrid("recipe");
-  const curves = [];
-  for (const row of recipe.rows) {
-    curves.push(runSeries(await readRun(`${ex.root}/recipe/${row.name}`), row.name));
-  }
-  await fig(
-    lineChart(curves, { x: "epoch", y: "test top-1 (%)", title: "Recipe grid: test top-1", width: 760 }),
-    "recipe_curves",
-  );
+  await fig(ablationFigure(ablation), "ablation");
+  await fig(await recipeCurves(ex.root), "recipe_curves");
 
   // 5. Throughput (Table 1/5 method) ----------------------------------------------------------------------
   if (!a["no-throughput"]) {

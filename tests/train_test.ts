@@ -36,6 +36,18 @@ function train(args: string[]) {
   });
 }
 
+/** Start a run and SIGKILL it as soon as `ready()` (polled every 50 ms, 30 s at most). */
+async function killWhen(args: string[], ready: () => Promise<boolean>) {
+  const child = train(args).spawn();
+  for (let i = 0; i < 600 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 50));
+  child.kill("SIGKILL");
+  await child.status;
+  await child.stdout.cancel();
+  await child.stderr.cancel();
+}
+
+const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
+
 const readLog = async (dir: string) =>
   (await Deno.readTextFile(`${dir}/log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
 
@@ -68,18 +80,10 @@ Deno.test({
     // Kill a run twice — once mid-epoch (a checkpoint after every step: checkpoint_minutes 0), once right after
     // an epoch is logged — resuming each time; the log must equal the uninterrupted one.
     const cut = ["--config", `${dir}/tiny.json`, "--out", `${dir}/cut`, "--checkpoint_minutes", "0"];
-    const killWhen = async (args: string[], ready: () => Promise<boolean>) => {
-      const child = train(args).spawn();
-      for (let i = 0; i < 600 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 50));
-      child.kill("SIGKILL");
-      await child.status;
-      await child.stdout.cancel();
-      await child.stderr.cancel();
-    };
     const logText = () => Deno.readTextFile(`${dir}/cut/log.jsonl`).catch(() => "");
     await killWhen(
       cut,
-      async () => (await Deno.stat(`${dir}/cut/checkpoint-last.safetensors`).then(() => true, () => false)),
+      () => exists(`${dir}/cut/checkpoint-last.safetensors`),
     );
     assertEquals((await logText()).trim(), "", "the first kill should land inside epoch 0");
     await killWhen([...cut, "--resume"], async () => (await logText()).trim().length > 0);
@@ -198,15 +202,7 @@ Deno.test({
     const cfg = { ...tiny, config: { ...tiny.config, epochs: 2, eval_every: 2, workers: 1 } };
     await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(cfg));
     const args = ["--config", `${dir}/tiny.json`, "--out", `${dir}/run`, "--checkpoint_minutes", "0"];
-    const child = train(args).spawn();
-    const ckpt = `${dir}/run/checkpoint-last.safetensors`;
-    for (let i = 0; i < 600 && !(await Deno.stat(ckpt).then(() => true, () => false)); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    child.kill("SIGKILL");
-    await child.status;
-    await child.stdout.cancel();
-    await child.stderr.cancel();
+    await killWhen(args, () => exists(`${dir}/run/checkpoint-last.safetensors`));
     const resumed = await train([...args, "--resume"]).output();
     assertEquals(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
     const log = await readLog(`${dir}/run`);

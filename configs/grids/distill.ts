@@ -11,7 +11,7 @@
  * a teacher wants accuracy, and both teachers get the same one so that their comparison is fair.
  * `paper` is DeiT-B's ImageNet top-1 in Table 3 (soft: τ 3, α 1 on the class token, as the table's row).
  */
-import type { Grid } from "../../lib/sweep/grid.ts";
+import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
 
 const light = { aa: "", mixup: 0, cutmix: 0, reprob: 0, repeated_aug: false } as const;
 const regnet = "{runs}/distill/teacher-regnet";
@@ -21,14 +21,7 @@ export default {
   description:
     "convnet and transformer teachers, and every distillation row of Table 3, on Fashion-MNIST-10k",
   base: "fmnist-10k",
-  smoke: {
-    train_limit: 256,
-    eval_limit: 128,
-    epochs: 2,
-    warmup_epochs: 1,
-    batch_size: 64,
-    loader_workers: 0,
-  },
+  smoke: SMOKE_RUN,
   rows: [
     {
       name: "teacher-regnet",

@@ -5,19 +5,12 @@
  *
  *   deno task sweep --grid headline               # results/runs/headline/fmnist-deit
  */
-import type { Grid } from "../../lib/sweep/grid.ts";
+import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
 
 export default {
   description:
     "fmnist-deit: the full DeiT recipe on all of Fashion-MNIST (the training issue's acceptance run)",
   base: "fmnist-deit",
-  smoke: {
-    train_limit: 256,
-    eval_limit: 128,
-    epochs: 2,
-    warmup_epochs: 1,
-    batch_size: 64,
-    loader_workers: 0,
-  },
+  smoke: SMOKE_RUN,
   rows: [{ name: "fmnist-deit", label: "deit_mini_patch4_28, 60k images, 25 epochs, full DeiT recipe" }],
 } satisfies Grid;

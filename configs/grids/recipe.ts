@@ -7,19 +7,12 @@
  * `paper` is DeiT-B's ImageNet top-1 at 224 in Table 8 (the "no erasing" and "no stochastic depth" rows of the
  * paper are runs that failed to train: 4.3 and 3.4).
  */
-import type { Grid } from "../../lib/sweep/grid.ts";
+import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
 
 export default {
   description: "ViT plain recipe vs the DeiT recipe and its ablation (Table 8) on Fashion-MNIST-10k",
   base: "fmnist-10k",
-  smoke: {
-    train_limit: 256,
-    eval_limit: 128,
-    epochs: 2,
-    warmup_epochs: 1,
-    batch_size: 64,
-    loader_workers: 0,
-  },
+  smoke: SMOKE_RUN,
   rows: [
     {
       name: "plain",

@@ -9,7 +9,7 @@
  *
  *   deno task sweep --grid recipe,transfer
  */
-import type { Grid } from "../../lib/sweep/grid.ts";
+import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
 
 const digits = {
   dataset: "digits",
@@ -23,14 +23,7 @@ export default {
   description:
     "digits from scratch vs fine-tuned from Fashion-MNIST; 28 → 42 px fine-tuning vs training at 42",
   base: "fmnist-10k",
-  smoke: {
-    train_limit: 256,
-    eval_limit: 128,
-    epochs: 2,
-    warmup_epochs: 1,
-    batch_size: 64,
-    loader_workers: 0,
-  },
+  smoke: SMOKE_RUN,
   rows: [
     { name: "digits-scratch", label: "digits, from scratch", overrides: { ...digits } },
     {

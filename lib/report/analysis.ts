@@ -54,7 +54,7 @@ export async function loadRunModel(
     : buildRegNet(c.model, overrides, c.seed);
   // Buffers (BatchNorm statistics) are not averaged by EMA: take them from the live weights.
   if (opts.ema) {
-    for (const [k, v] of file.stateDict) if (!k.startsWith("_train.") && !sd.has(k)) sd.set(k, v);
+    for (const [k, v] of live) if (!sd.has(k)) sd.set(k, v);
   }
   loadStateDict(model, sd, { source: path + (opts.ema ? " (EMA)" : "") });
   return { run, model };

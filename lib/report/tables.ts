@@ -7,7 +7,8 @@ import { DISTILL_MODES } from "../distill/modes.ts";
 import { getEntry, modelNames, summarize } from "../registry.ts";
 import { loadGrid } from "../sweep/grid.ts";
 import { evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
-import { formatDuration, readRun, type RunRecord } from "./runs.ts";
+import { barChart, type Figure, lineChart } from "./plots.ts";
+import { formatDuration, readRun, type RunRecord, runSeries } from "./runs.ts";
 import type { Cell, Column, ResultTable } from "./table.ts";
 
 /** Columns every run-backed table ends with (the JSON rows also carry the run's exact `command`). */
@@ -35,16 +36,28 @@ function provenance(run: RunRecord | null, dir: string): Record<string, Cell> {
   };
 }
 
+/** Transfer and resolution: a training, the paper's closest row (value and which row it is), ours. */
+const PAPER_ROW_COLUMNS: Column[] = [
+  { key: "row", title: "training" },
+  { key: "paper", title: "paper top-1", digits: 1 },
+  { key: "paper_row", title: "paper row" },
+  { key: "ours", title: "ours top-1" },
+  ...PROVENANCE,
+];
+
 const delta = (a: number, b: number): number | null =>
   Number.isFinite(a) && Number.isFinite(b) ? a - b : null;
 const sign = (x: number | null) => (x === null ? 0 : x > 0.05 ? 1 : x < -0.05 ? -1 : 0);
 
+/** Every row of a grid with its run (null when not started), and a lookup by row name. */
 async function gridRuns(grid: string, root: string) {
   const g = await loadGrid(grid);
-  return await Promise.all(g.rows.map(async (row) => {
+  const runs = await Promise.all(g.rows.map(async (row) => {
     const dir = `${root}/${g.name}/${row.name}`;
     return { row, dir, run: await readRun(dir) };
   }));
+  const by = (name: string) => runs.find((r) => r.row.name === name)!;
+  return { runs, by };
 }
 
 // ------------------------------------------------------------------------------------------------- Table 1
@@ -93,8 +106,8 @@ export async function ablationTable(
   root: string,
   opts: { evaluateEma?: boolean } = {},
 ): Promise<ResultTable> {
-  const runs = await gridRuns("recipe", root);
-  const deit = runs.find((r) => r.row.name === "deit")!;
+  const { runs, by } = await gridRuns("recipe", root);
+  const deit = by("deit");
   const rows: Record<string, Cell>[] = [];
   const notes: string[] = [];
   for (const { row, dir, run } of runs) {
@@ -160,8 +173,7 @@ export async function ablationTable(
 
 /** Distillation (Table 3): each row of the table, the DeiT⚗ rows as three heads of one run. */
 export async function distillationTable(root: string): Promise<ResultTable> {
-  const runs = await gridRuns("distill", root);
-  const by = (n: string) => runs.find((r) => r.row.name === n)!;
+  const { by } = await gridRuns("distill", root);
   const base = { row: { name: "deit", label: "no distillation" }, dir: `${root}/recipe/deit` };
   const baseRun = await readRun(base.dir);
   const rows: Record<string, Cell>[] = [];
@@ -263,8 +275,7 @@ export async function distillationTable(root: string): Promise<ResultTable> {
 
 /** The teacher comparison (Table 2): a convnet and a transformer teacher, and the DeiT⚗ each gives. */
 export async function teacherTable(root: string): Promise<ResultTable> {
-  const runs = await gridRuns("distill", root);
-  const by = (n: string) => runs.find((r) => r.row.name === n)!;
+  const { by } = await gridRuns("distill", root);
   const pairs = [
     {
       teacher: by("teacher-regnet"),
@@ -324,8 +335,7 @@ export async function teacherTable(root: string): Promise<ResultTable> {
 // ------------------------------------------------------------------------------------- transfer, resolution
 
 export async function transferTable(root: string): Promise<ResultTable> {
-  const runs = await gridRuns("transfer", root);
-  const by = (n: string) => runs.find((r) => r.row.name === n)!;
+  const { by } = await gridRuns("transfer", root);
   const rows = [
     { row: by("digits-scratch"), paper: 97.5, paperNote: "CIFAR-10, DeiT-B from scratch" },
     { row: by("digits-finetune"), paper: 99.1, paperNote: "CIFAR-10, DeiT-B fine-tuned from ImageNet" },
@@ -357,21 +367,14 @@ export async function transferTable(root: string): Promise<ResultTable> {
       "Paper: CIFAR-10 with DeiT-B.",
       "Reproduce: `deno task sweep --grid recipe,transfer`.",
     ],
-    columns: [
-      { key: "row", title: "training" },
-      { key: "paper", title: "paper top-1", digits: 1 },
-      { key: "paper_row", title: "paper row" },
-      { key: "ours", title: "ours top-1" },
-      ...PROVENANCE,
-    ],
+    columns: PAPER_ROW_COLUMNS,
     rows,
     notes,
   };
 }
 
 export async function resolutionTable(root: string): Promise<ResultTable> {
-  const runs = await gridRuns("transfer", root);
-  const by = (n: string) => runs.find((r) => r.row.name === n)!;
+  const { by } = await gridRuns("transfer", root);
   const baseDir = `${root}/recipe/deit`;
   const base = await readRun(baseDir);
   const rows = [
@@ -420,14 +423,36 @@ export async function resolutionTable(root: string): Promise<ResultTable> {
       "deit_micro_patch7_28 on Fashion-MNIST-10k; 42 px gives a 6×6 patch grid (28 px: 4×4), the position " +
       "embeddings resampled bicubically as DeiT does. Reproduce: `deno task sweep --grid recipe,transfer`.",
     ],
-    columns: [
-      { key: "row", title: "training" },
-      { key: "paper", title: "paper top-1", digits: 1 },
-      { key: "paper_row", title: "paper row" },
-      { key: "ours", title: "ours top-1" },
-      ...PROVENANCE,
-    ],
+    columns: PAPER_ROW_COLUMNS,
     rows,
     notes,
   };
+}
+
+// ---------------------------------------------------------------------------------------------------- figures
+
+/** The ablation table's rows as bars, ours beside the paper's (reproduce and notebook 02 draw the same). */
+export function ablationFigure(t: ResultTable): Figure {
+  return barChart(
+    t.rows.flatMap((r) => [
+      { label: String(r.row).slice(0, 40), value: r.ours as number, group: "ours (FMNIST-10k)" },
+      {
+        label: String(r.row).slice(0, 40),
+        value: (r.paper as number) ?? NaN,
+        group: "paper (ImageNet, DeiT-B)",
+      },
+    ]),
+    { x: "top-1 (%)", title: "Table 8 rows: ours beside the paper's", domain: [0, 100] },
+  );
+}
+
+/** Test top-1 per evaluated epoch of every row of the recipe grid. */
+export async function recipeCurves(root: string): Promise<Figure> {
+  const { runs } = await gridRuns("recipe", root);
+  return lineChart(runs.map((r) => runSeries(r.run, r.row.name)), {
+    x: "epoch",
+    y: "test top-1 (%)",
+    title: "Recipe grid: test top-1 per evaluated epoch",
+    width: 760,
+  });
 }

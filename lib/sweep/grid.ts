@@ -31,6 +31,16 @@ export interface GridRow {
   paper?: number | null;
 }
 
+/** The smoke preset's overrides the walkthrough's grids share: seconds-long runs on a few hundred images. */
+export const SMOKE_RUN: Readonly<Partial<TrainConfig>> = Object.freeze({
+  train_limit: 256,
+  eval_limit: 128,
+  epochs: 2,
+  warmup_epochs: 1,
+  batch_size: 64,
+  loader_workers: 0,
+});
+
 export interface Grid {
   description: string;
   /** Base config: a name in configs/ or a path (as `deno task train --config`). */
