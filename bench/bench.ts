@@ -10,10 +10,11 @@ import { modelConfig } from "../lib/registry.ts";
 
 const USAGE = `usage: deno task bench --model NAME --mode infer|train --batch-size N [--img-size S]
        [--backend auto|tensorflow|webgpu|wasm|cpu] [--runs 30] [--warmup 2] [--impl fast|reference]
-       [--micro-batches auto|N] [--workers N] [--json]
+       [--micro-batches auto|N] [--workers N] [--matmul blas|xnnpack] [--json]
 --workers: data-parallel engines (default: one per core on wasm/cpu, 1 elsewhere).
 --stock-kernels: keep tfjs-backend-wasm's own Slice kernel (before/after measurements).
---impl reference: the plain tf formulation without the fast ops (before/after measurements).`;
+--impl reference: the plain tf formulation without the fast ops (before/after measurements).
+--matmul xnnpack: wasm matrix products through the stock kernel instead of the machine's BLAS.`;
 
 await runMain(async () => {
   const a = parseFlags(Deno.args, {
@@ -28,6 +29,7 @@ await runMain(async () => {
       "impl",
       "micro-batches",
       "workers",
+      "matmul",
     ],
     boolean: ["json", "stock-kernels"],
     default: {
@@ -47,7 +49,14 @@ await runMain(async () => {
   const impl = String(a.impl);
   if (impl !== "fast" && impl !== "reference") throw new UsageError(`--impl must be fast or reference`);
   modelConfig(String(a.model));
-  const backend = await initBackend(String(a.backend), { stockKernels: Boolean(a["stock-kernels"]) });
+  const matmul = a.matmul === undefined ? undefined : String(a.matmul);
+  if (matmul !== undefined && matmul !== "blas" && matmul !== "xnnpack") {
+    throw new UsageError(`--matmul must be blas or xnnpack, got '${matmul}'`);
+  }
+  const backend = await initBackend(String(a.backend), {
+    stockKernels: Boolean(a["stock-kernels"]),
+    matmul,
+  });
   // Default: one engine per core where the engine is single-threaded (wasm, cpu); one otherwise.
   const workers = a.workers
     ? intFlag(a.workers, "workers")
@@ -58,6 +67,7 @@ await runMain(async () => {
     workers,
     backend: backend.name,
     stockKernels: Boolean(a["stock-kernels"]),
+    matmul,
     model: String(a.model),
     mode,
     batchSize: intFlag(a["batch-size"], "batch-size"),
@@ -82,9 +92,9 @@ await runMain(async () => {
         r.images_per_s.toFixed(2)
       } images/s, ` +
         `${r.step_ms.toFixed(1)} ms/${r.mode === "train" ? "step" : "batch"} (min ${r.min_ms.toFixed(1)}, ` +
-        `max ${r.max_ms.toFixed(1)}, ${r.runs} runs), ${r.workers} worker(s), impl ${r.impl}, peak RSS ${
-          r.peak_rss_mb.toFixed(0)
-        } MB`,
+        `max ${r.max_ms.toFixed(1)}, ${r.runs} runs), ${r.workers} worker(s), impl ${r.impl}${
+          r.matmul ? `, matmul ${r.matmul}` : ""
+        }, peak RSS ${r.peak_rss_mb.toFixed(0)} MB`,
     );
   }
 });

@@ -11,6 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
+import { blasStatus, setBlasThreads, useBlasMatMul } from "./blas.ts";
 import { registerWasmKernelFixes } from "./wasm_kernels.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
@@ -144,21 +145,61 @@ async function probe(name: ConcreteBackend, explicit: boolean): Promise<BackendP
       }
       return p;
     }
-    case "wasm":
-      return { name, available: true, detail: "tfjs-backend-wasm, SIMD, single-threaded under Deno" };
+    case "wasm": {
+      const b = blasStatus();
+      const mm = b.loaded
+        ? `matmuls through BLAS (${b.detail})`
+        : `matmuls through XNNPACK (no BLAS: ${b.detail})`;
+      return { name, available: true, detail: `tfjs-backend-wasm, SIMD, single-threaded under Deno; ${mm}` };
+    }
     case "cpu":
       return { name, available: true, detail: "pure JavaScript (reference speed)" };
   }
 }
 
 export interface InitOptions {
-  /** Keep tfjs-backend-wasm's stock Slice kernel (for before/after benchmarks only). */
+  /** Keep tfjs-backend-wasm's stock Slice and BatchMatMul kernels (for before/after benchmarks only). */
   stockKernels?: boolean;
+  /**
+   * wasm only: matrix products through the machine's BLAS when one loads (`blas`, the default) or through
+   * the stock XNNPACK kernel (`xnnpack`). `DEIT_MATMUL=xnnpack` in the environment does the same.
+   */
+  matmul?: MatMulChoice;
+  /** Threads BLAS may use per product (default: every core; data-parallel workers split the cores). */
+  blasThreads?: number;
 }
+
+export type MatMulChoice = "blas" | "xnnpack";
+
+function envMatMul(): MatMulChoice | undefined {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("DEIT_MATMUL");
+  } catch {
+    return undefined;
+  }
+  if (v === undefined || v === "") return undefined;
+  if (v !== "blas" && v !== "xnnpack") throw new Error(`DEIT_MATMUL must be blas or xnnpack, got '${v}'`);
+  return v;
+}
+
+/** Which matmul the wasm backend uses now: "blas (libopenblas.so.0: …)" or "xnnpack (why)". */
+export function wasmMatMul(): string {
+  const s = blasStatus();
+  if (blasActive) return `blas (${s.detail})`;
+  return s.loaded ? "xnnpack (chosen)" : `xnnpack (no BLAS: ${s.detail})`;
+}
+
+let blasActive = false;
 
 async function activate(name: ConcreteBackend, opts: InitOptions = {}): Promise<void> {
   if (name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
-  if (name === "wasm" && !opts.stockKernels) registerWasmKernelFixes();
+  if (name === "wasm") {
+    if (!opts.stockKernels) registerWasmKernelFixes();
+    const choice = opts.stockKernels ? "xnnpack" : opts.matmul ?? envMatMul() ?? "blas";
+    blasActive = useBlasMatMul(choice === "blas");
+    if (blasActive) setBlasThreads(opts.blasThreads ?? navigator.hardwareConcurrency);
+  }
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`backend '${name}' failed to initialise`);
   await tf.ready();

@@ -9,7 +9,7 @@ import { buildVit } from "./registry.ts";
 import { AdamW, noWeightDecay } from "./train/optim.ts";
 import { computeGrads, crossEntropyBothHeads, type MicroBatches } from "./train/step.ts";
 import { DataParallel } from "./parallel/data_parallel.ts";
-import type { ConcreteBackend } from "./backend.ts";
+import { type ConcreteBackend, type MatMulChoice, wasmMatMul } from "./backend.ts";
 
 export interface BenchOptions {
   model: string;
@@ -27,6 +27,8 @@ export interface BenchOptions {
   /** Backend of the workers (the caller's active backend otherwise). */
   backend?: ConcreteBackend;
   stockKernels?: boolean;
+  /** wasm: matmuls through BLAS or XNNPACK (default: BLAS when one loads). */
+  matmul?: MatMulChoice;
   /** Called after each timed run with its milliseconds. */
   onRun?: (i: number, ms: number) => void;
 }
@@ -47,6 +49,8 @@ export interface BenchResult {
   impl: Impl;
   micro_batches: number;
   workers: number;
+  /** wasm: which kernel ran the matrix products ("blas (library)" or "xnnpack (why)"). */
+  matmul?: string;
   peak_rss_mb: number;
 }
 
@@ -83,6 +87,8 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
       workers,
       backend: o.backend ?? tf.getBackend() as ConcreteBackend,
       impl,
+      stockKernels: o.stockKernels,
+      matmul: o.matmul,
     })
     : undefined;
   const xData = x.dataSync() as Float32Array, yData = labels.dataSync() as Int32Array;
@@ -128,6 +134,7 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
       impl,
       micro_batches: usedMicro,
       workers,
+      ...(tf.getBackend() === "wasm" ? { matmul: wasmMatMul() } : {}),
       peak_rss_mb: peakRssMb(),
     };
   } finally {

@@ -1,13 +1,16 @@
 /**
  * Ops with hand-written gradients, shaped for what the wasm backend does fast.
  *
- * Measured on wasm (bench/NOTES.md): a plain 2-D matmul runs at 13–30 GFLOPS through XNNPACK, but a matmul
- * with `transposeA`/`transposeB` — what tf's own MatMul gradient uses — or with a batch dimension falls to a
- * generic loop at 1–2.5 GFLOPS. So every gradient here is a plain matmul on an explicitly transposed operand,
- * and attention is a loop of 2-D matmuls instead of one batched matmul. The values are the same functions as
- * the plain tf formulation (only float rounding differs); tests check both against the reference fixtures.
+ * Measured on wasm (bench/NOTES.md): through the stock XNNPACK kernel a plain 2-D matmul runs at 13–30
+ * GFLOPS, but a matmul with `transposeA`/`transposeB` — what tf's own MatMul gradient uses — or with a batch
+ * dimension falls to a generic loop at 1–2.5 GFLOPS. So on that kernel every gradient here is a plain matmul
+ * on an explicitly transposed operand, and attention is a loop of 2-D matmuls. With the matmuls through BLAS
+ * (lib/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead and attention
+ * is a few batched products — far fewer kernel calls. The values are the same functions as the plain tf
+ * formulation (only float rounding differs); tests check every path against the reference fixtures.
  */
 import * as tf from "@tensorflow/tfjs";
+import { blasMatMulActive } from "./blas.ts";
 
 /** y = x·W + b for x `[M, K]`, W `[K, N]`, b `[N]` → `[M, N]`. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
@@ -43,11 +46,13 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tenso
 
 /** dL/dx = dy·Wᵀ, `[M, N]`·`[N, K]`. */
 function denseGradX(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  if (blasMatMulActive()) return tf.matMul(dy, w, false, true);
   return tf.tidy(() => tf.matMul(dy, tf.transpose(w)));
 }
 
 /** dL/dW = xᵀ·dy, `[K, M]`·`[M, N]`. */
 function denseGradW(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
+  if (blasMatMulActive()) return tf.matMul(x, dy, true, false);
   return tf.tidy(() => tf.matMul(tf.transpose(x), dy));
 }
 
@@ -93,6 +98,7 @@ export interface AttentionDims {
  * the attention probabilities `[B, H, T, T]` are pushed to it (kept out of the surrounding tidy).
  */
 export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
+  if (blasMatMulActive()) return attentionBatched(qkv, s, keep);
   const { batch: B, tokens: T, heads: H, headDim: hd } = s;
   const D = H * hd;
   const scale = 1 / Math.sqrt(hd);
@@ -149,6 +155,54 @@ export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tens
             gradRows.push(tf.concat([...dq, ...dk, ...dv], 1));
           }
           return [B === 1 ? gradRows[0] : tf.concat(gradRows, 0)];
+        }),
+    };
+  });
+  return f(qkv) as tf.Tensor2D;
+}
+
+/**
+ * `attentionCore` as batched products over all (sample, head) pairs at once — for matmul kernels that do
+ * batches and transposes at full speed (BLAS). One transpose brings qkv to `[3, B·H, T, hd]`, another brings
+ * the heads' outputs back; the backward pass mirrors it. Saved for the gradient: q (scaled), k, v and P.
+ */
+function attentionBatched(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
+  const { batch: B, tokens: T, heads: H, headDim: hd } = s;
+  const D = H * hd;
+  const scale = 1 / Math.sqrt(hd);
+  // [B·T, D] with heads side by side ⇄ [B·H, T, hd]
+  const toHeads = (x: tf.Tensor) =>
+    tf.reshape(tf.transpose(tf.reshape(x, [B, T, H, hd]), [0, 2, 1, 3]), [B * H, T, hd]);
+  const fromHeads = (x: tf.Tensor) =>
+    tf.reshape(tf.transpose(tf.reshape(x, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D;
+  const f = tf.customGrad((qkv, save) => {
+    const { value, q, k, v, p } = tf.tidy(() => {
+      // [B·T, 3D] → [3, B·H, T, hd]: q, k and v are then contiguous (cheap slices; wasm's Unpack is not).
+      const all = tf.transpose(tf.reshape(qkv as tf.Tensor, [B, T, 3, H, hd]), [2, 0, 3, 1, 4]);
+      const [q, k, v] = [0, 1, 2].map((i) =>
+        tf.reshape(tf.slice(all, [i, 0, 0, 0, 0], [1, B, H, T, hd]), [B * H, T, hd]) as tf.Tensor3D
+      );
+      const qs = tf.mul(q, scale) as tf.Tensor3D;
+      const p = tf.softmax(tf.matMul(qs, k, false, true)) as tf.Tensor3D; // [B·H, T, T]
+      return { value: fromHeads(tf.matMul(p, v)), q: qs, k, v, p };
+    });
+    (save as tf.GradSaveFunc)([q, k, v, p]);
+    if (keep) keep.push(tf.keep(tf.reshape(p, [B, H, T, T]) as tf.Tensor4D));
+    return {
+      value,
+      gradFunc: (dy, saved) =>
+        tf.tidy(() => {
+          const [qs, k, v, p] = saved as tf.Tensor3D[];
+          const dO = toHeads(dy as tf.Tensor) as tf.Tensor3D;
+          const dv = tf.matMul(p, dO, true, false);
+          const dP = tf.matMul(dO, v, false, true);
+          // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
+          const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true))) as tf.Tensor3D;
+          const dq = tf.mul(tf.matMul(dS, k), scale);
+          const dk = tf.matMul(dS, qs, true, false);
+          // [3, B·H, T, hd] → [B, T, 3, H, hd] → [B·T, 3D]
+          const g = tf.transpose(tf.reshape(tf.stack([dq, dk, dv]), [3, B, H, T, hd]), [1, 3, 0, 2, 4]);
+          return [tf.reshape(g, [B * T, 3 * D])];
         }),
     };
   });

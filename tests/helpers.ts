@@ -7,8 +7,11 @@ import type { StateDict } from "../lib/io/tensor.ts";
 /** `shared/fixtures/reference/` beside the repository (CI lays shared/ next to the clone). */
 export const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url).pathname;
 
-/** The backends every parity test runs on. */
-export const PARITY_BACKENDS = ["cpu", "wasm"] as const;
+/**
+ * The backends every parity test runs on: wasm with its matrix products through the machine's BLAS (the
+ * default where one loads) and through the stock XNNPACK kernel (what runs where none does).
+ */
+export const PARITY_BACKENDS = ["cpu", "wasm", "wasm-xnnpack"] as const;
 
 export async function fixture(name: string): Promise<StateDict> {
   return (await readSafetensors(FIXTURES + name)).tensors;
@@ -25,8 +28,10 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / (den || 1));
 }
 
+/** A backend by name; `wasm-xnnpack` is wasm with the stock matmul kernel. */
 export async function useBackend(name: string): Promise<void> {
-  await initBackend(name);
+  if (name === "wasm-xnnpack") await initBackend("wasm", { matmul: "xnnpack" });
+  else await initBackend(name);
 }
 
 /** NCHW data (the fixtures' layout) → NHWC tensor (the model's). */

@@ -6,7 +6,7 @@
  * run could later spread over several devices.
  */
 import type * as tf from "@tensorflow/tfjs";
-import type { ConcreteBackend } from "../backend.ts";
+import type { ConcreteBackend, MatMulChoice } from "../backend.ts";
 import { noWeightDecay } from "../train/optim.ts";
 import type { Loadable } from "../checkpoint.ts";
 import type { Impl } from "../vit/layers.ts";
@@ -39,6 +39,8 @@ export interface DataParallelOptions {
   seed?: number;
   /** Workers keep tfjs-backend-wasm's stock kernels (before/after measurements only). */
   stockKernels?: boolean;
+  /** wasm: matmuls through BLAS or XNNPACK (default: BLAS when one loads). */
+  matmul?: MatMulChoice;
 }
 
 export class DataParallel {
@@ -106,6 +108,7 @@ export class DataParallel {
               worldSize: opts.workers,
               backend: opts.backend,
               stockKernels: opts.stockKernels ?? false,
+              matmul: opts.matmul,
               student,
               impl: opts.impl ?? (model as { impl?: Impl }).impl ?? "fast",
               seed: opts.seed ?? 0,

@@ -3,7 +3,7 @@
  * (lib/parallel/worker.ts). Arrays travel as transferable typed arrays; gradients travel through one
  * SharedArrayBuffer.
  */
-import type { ConcreteBackend } from "../backend.ts";
+import type { ConcreteBackend, MatMulChoice } from "../backend.ts";
 import type { OptimizerState } from "../train/optim.ts";
 import type { Impl } from "../vit/layers.ts";
 import type { MicroBatches } from "../train/step.ts";
@@ -53,6 +53,8 @@ export interface InitMessage {
   worldSize: number;
   backend: ConcreteBackend;
   stockKernels: boolean;
+  /** wasm: matmuls through BLAS or XNNPACK (undefined: the default, BLAS when one loads). */
+  matmul?: MatMulChoice;
   /** The student: a registered model and its config overrides (ViT/DeiT or RegNet). */
   student: { name: string; overrides: Record<string, unknown> };
   /** Op implementation of a ViT student. */

@@ -164,7 +164,12 @@ function step(msg: Extract<Request, { type: "step" }>): Reply {
 async function handle(msg: Request) {
   switch (msg.type) {
     case "init":
-      await initBackend(msg.backend, { stockKernels: msg.stockKernels });
+      // BLAS threads are process-wide: the workers share the cores between them.
+      await initBackend(msg.backend, {
+        stockKernels: msg.stockKernels,
+        matmul: msg.matmul,
+        blasThreads: Math.max(1, Math.floor(navigator.hardwareConcurrency / msg.worldSize)),
+      });
       setup(msg);
       post({ type: "ready", rank: msg.rank });
       return;

@@ -1,0 +1,58 @@
+/**
+ * The wasm kernels replaced in lib/wasm_kernels.ts (Slice, Transpose) give exactly what the cpu backend gives,
+ * for every permutation of ranks 1–5, with size-1 axes, empty tensors and int32 data.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { assertEquals } from "@std/assert";
+import { initBackend } from "../lib/backend.ts";
+
+function permutations(n: number): number[][] {
+  if (n === 1) return [[0]];
+  return permutations(n - 1).flatMap((p) =>
+    Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)])
+  );
+}
+
+async function on(backend: string, f: () => tf.Tensor): Promise<number[]> {
+  await initBackend(backend);
+  const y = f();
+  const v = Array.from(await y.data() as Float32Array);
+  y.dispose();
+  return v;
+}
+
+Deno.test("Transpose on wasm equals the cpu backend for every permutation (ranks 1–5)", async () => {
+  const shapes = [[5], [3, 18], [18, 3], [2, 3, 4], [1, 17, 1, 20], [2, 3, 1, 4, 5], [3, 0, 2], [
+    4,
+    17,
+    3,
+    2,
+    32,
+  ]];
+  for (const shape of shapes) {
+    for (const perm of permutations(shape.length)) {
+      for (const dtype of ["float32", "int32"] as const) {
+        const f = () =>
+          tf.tidy(() =>
+            tf.transpose(tf.cast(tf.mul(tf.randomUniform(shape, 0, 1, "float32", 7), 100), dtype), perm)
+          );
+        assertEquals(await on("wasm", f), await on("cpu", f), `${dtype} ${shape} perm ${perm}`);
+      }
+    }
+  }
+});
+
+Deno.test("Slice on wasm equals the cpu backend (contiguous and strided, ranks 1–4)", async () => {
+  const cases: [number[], number[], number[]][] = [
+    [[10], [2], [5]],
+    [[6, 7], [1, 2], [3, 4]],
+    [[6, 7], [2, 0], [3, 7]],
+    [[4, 5, 6], [1, 0, 2], [2, 5, 3]],
+    [[3, 4, 5, 6], [1, 1, 0, 2], [2, 2, 5, 3]],
+    [[3, 4], [0, 0], [0, 4]],
+  ];
+  for (const [shape, begin, size] of cases) {
+    const f = () => tf.tidy(() => tf.slice(tf.randomUniform(shape, 0, 1, "float32", 3), begin, size));
+    assertEquals(await on("wasm", f), await on("cpu", f), `${shape} begin ${begin} size ${size}`);
+  }
+});
