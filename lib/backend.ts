@@ -183,6 +183,19 @@ function envMatMul(): MatMulChoice | undefined {
   return v;
 }
 
+/**
+ * Cores this process's BLAS may use: `DEIT_BLAS_THREADS` (a sweep running several runs side by side sets it
+ * to each run's share), else every core.
+ */
+export function blasThreadBudget(): number {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("DEIT_BLAS_THREADS");
+  } catch { /* no --allow-env */ }
+  const n = Number(v);
+  return v && Number.isInteger(n) && n > 0 ? n : navigator.hardwareConcurrency;
+}
+
 /** Which matmul the wasm backend uses now: "blas (libopenblas.so.0: …)" or "xnnpack (why)". */
 export function wasmMatMul(): string {
   const s = blasStatus();
@@ -198,7 +211,7 @@ async function activate(name: ConcreteBackend, opts: InitOptions = {}): Promise<
     if (!opts.stockKernels) registerWasmKernelFixes();
     const choice = opts.stockKernels ? "xnnpack" : opts.matmul ?? envMatMul() ?? "blas";
     blasActive = useBlasMatMul(choice === "blas");
-    if (blasActive) setBlasThreads(opts.blasThreads ?? navigator.hardwareConcurrency);
+    if (blasActive) setBlasThreads(opts.blasThreads ?? blasThreadBudget());
   }
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`backend '${name}' failed to initialise`);

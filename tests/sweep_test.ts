@@ -187,7 +187,8 @@ Deno.test("runner: devices give slots; the train command as documented", async (
   const c = trainCommand(run, cpu[0], { resume: true });
   assertEquals(
     shellLine(c),
-    `deno run -A scripts/train.ts --config ${run.dir}/sweep-config.json --out ${run.dir} --resume --workers 1`,
+    `DEIT_BLAS_THREADS=1 deno run -A scripts/train.ts --config ${run.dir}/sweep-config.json --out ${run.dir} ` +
+      `--resume --workers 1`,
   );
   const g = trainCommand(run, gpus[1], { resume: false });
   assertEquals(g.env, { CUDA_VISIBLE_DEVICES: "1" });
@@ -403,7 +404,7 @@ Deno.test("sweep CLI: --dry-run lists runs and commands; errors are one line wit
   assertMatch(out, /tiny\/a +pending/);
   assertStringIncludes(
     out,
-    `tiny/b: deno run -A scripts/train.ts --config ${dir}/tiny/b/sweep-config.json --out ${dir}/tiny/b --workers 1`,
+    `tiny/b: DEIT_BLAS_THREADS=1 deno run -A scripts/train.ts --config ${dir}/tiny/b/sweep-config.json --out ${dir}/tiny/b --workers 1`,
   );
   const path = await gridFile(dir, "bad", { rows: [{ name: "a", overrides: { lr_x: 1 } }] });
   for (

@@ -10,7 +10,7 @@
  */
 /// <reference lib="deno.worker" />
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../backend.ts";
+import { blasThreadBudget, initBackend } from "../backend.ts";
 import { VisionTransformer } from "../vit/model.ts";
 import { AdamW, clipGradNorm, Ema, type Optimizer, Sgd } from "../train/optim.ts";
 import { computeGrads, crossEntropyBothHeads, type LossFn, type Targets } from "../train/step.ts";
@@ -168,7 +168,7 @@ async function handle(msg: Request) {
       await initBackend(msg.backend, {
         stockKernels: msg.stockKernels,
         matmul: msg.matmul,
-        blasThreads: Math.max(1, Math.floor(navigator.hardwareConcurrency / msg.worldSize)),
+        blasThreads: Math.max(1, Math.floor(blasThreadBudget() / msg.worldSize)),
       });
       setup(msg);
       post({ type: "ready", rank: msg.rank });

@@ -92,7 +92,11 @@ export function trainArgs(run: RunSpec, opts: { resume: boolean; workers?: numbe
 export const trainCommand: CommandBuilder = (run, slot, { resume }) => ({
   cmd: Deno.execPath(),
   args: trainArgs(run, { resume, workers: slot.kind === "cpu" ? slot.workers : undefined }),
-  env: slot.kind === "gpu" ? { CUDA_VISIBLE_DEVICES: slot.gpu! } : ({} as Record<string, string>),
+  // cpu slots: each run's BLAS keeps to the run's share of the cores.
+  env:
+    (slot.kind === "gpu"
+      ? { CUDA_VISIBLE_DEVICES: slot.gpu! }
+      : { DEIT_BLAS_THREADS: String(slot.workers) }) as Record<string, string>,
 });
 
 /** A shell-quoted command line, as printed by --dry-run. */
