@@ -8,6 +8,11 @@ import { ablationTable, modelTable } from "../lib/report/tables.ts";
 import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/table.ts";
 import { barChart, heatmapGrid, imageGrid, lineChart } from "../lib/report/plots.ts";
 import { loadGrid } from "../lib/sweep/grid.ts";
+import { initBackend } from "../lib/backend.ts";
+import { stateDictOf } from "../lib/checkpoint.ts";
+import { writeSafetensors } from "../lib/io/safetensors.ts";
+import { buildVit } from "../lib/registry.ts";
+import { loadRunModel } from "../lib/report/analysis.ts";
 
 async function fakeRun(dir: string, accs: number[], epochs = accs.length) {
   await Deno.mkdir(dir, { recursive: true });
@@ -111,4 +116,26 @@ Deno.test("figures: standalone SVG (title inside), heat maps, PNG image grid", a
   const png = await imageGrid([img, img, img], { columns: 2, scale: 2, gap: 1 });
   assertEquals(png.kind, "png");
   assertEquals(Array.from((png.data as Uint8Array).slice(1, 4)), [80, 78, 71]); // "PNG"
+});
+
+Deno.test("loadRunModel with ema: the flat internal-layout EMA comes back in timm's layout", async () => {
+  await initBackend("cpu");
+  const root = await Deno.makeTempDir();
+  const dir = `${root}/run`;
+  await fakeRun(dir, [50]);
+  // A checkpoint whose EMA equals the live weights (as after one update with decay 0): stored as the trainer
+  // stores it, flat and in the internal layout (linear weights [in, out], the patch embedding [p·p·C, D]).
+  const m = buildVit("deit_micro_patch7_28", { numClasses: 10, imgSize: 28 }, 5);
+  const sd = stateDictOf(m);
+  for (const [k, v] of m.params) {
+    const data = v.dataSync() as Float32Array;
+    sd.set(`_train.ema.${k}`, { dtype: "F32", shape: [data.length], data: data.slice() });
+  }
+  await writeSafetensors(`${dir}/checkpoint-last.safetensors`, sd);
+  const live = await loadRunModel(dir), ema = await loadRunModel(dir, { ema: true });
+  for (const [k, v] of live.model.params) {
+    assertEquals(Array.from(ema.model.params.get(k)!.dataSync()), Array.from(v.dataSync()), k);
+  }
+  for (const x of [m, live.model, ema.model]) x.dispose();
+  await Deno.remove(root, { recursive: true });
 });

@@ -33,27 +33,30 @@ export async function loadRunModel(
   const run = await requireRun(dir, "train it first (deno task sweep, or deno task train --out DIR)");
   const path = `${repoPath(dir)}/checkpoint-${opts.which ?? "last"}.safetensors`;
   const file = await readCheckpointFile(path);
-  const prefix = "_train.ema.";
   const live = new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.")));
-  // The EMA is stored flat (one vector per parameter): it takes the live tensor's shape.
-  const sd = opts.ema
-    ? new Map(
-      [...file.stateDict].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => {
-        const name = k.slice(prefix.length);
-        return [name, { ...v, shape: live.get(name)?.shape ?? v.shape }];
-      }),
-    )
-    : live;
-  if (opts.ema && sd.size === 0) {
-    throw new Error(`${path} holds no EMA weights (was the run trained with ema?)`);
-  }
   const c = run.config;
   const overrides = { numClasses: run.derived.num_classes, imgSize: run.derived.img_size };
   const model: AnyModel = getEntry(c.model).family === "vit"
     ? buildVit(c.model, overrides, c.seed)
     : buildRegNet(c.model, overrides, c.seed);
-  // Buffers (BatchNorm statistics) are not averaged by EMA: take them from the live weights.
+  let sd = live;
   if (opts.ema) {
+    // The EMA is stored flat in the model's internal layout (as the trainer keeps it): back to timm's
+    // layout and shape, the live tensor's.
+    const prefix = "_train.ema.";
+    const shapes = model.torchShapes();
+    sd = new Map();
+    for (const [k, v] of file.stateDict) {
+      if (!k.startsWith(prefix)) continue;
+      const name = k.slice(prefix.length);
+      const shape = shapes.get(name) ?? live.get(name)?.shape ?? v.shape;
+      sd.set(name, { ...v, shape: [...shape], data: model.toTorch(name, shape, v.data as Float32Array) });
+    }
+    if (sd.size === 0) {
+      model.dispose();
+      throw new Error(`${path} holds no EMA weights (was the run trained with ema?)`);
+    }
+    // Buffers (BatchNorm statistics) are not averaged by EMA: take them from the live weights.
     for (const [k, v] of live) if (!sd.has(k)) sd.set(k, v);
   }
   loadStateDict(model, sd, { source: path + (opts.ema ? " (EMA)" : "") });
