@@ -7,10 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import { initBackend, wasmMatMul } from "../lib/backend.ts";
 import { blasStatus } from "../lib/blas.ts";
-import { buildModel } from "../lib/registry.ts";
-import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
-import { trainStep } from "../lib/train/step.ts";
-import { relErr } from "./helpers.ts";
+import { relErr, trainTiny } from "./helpers.ts";
 
 const blas = blasStatus();
 if (!blas.loaded) console.log(`blas_test: skipped, no BLAS (${blas.detail})`);
@@ -88,30 +85,14 @@ Deno.test({
   },
 });
 
-function train(steps: number): number[] {
-  const model = buildModel("deit_mini_distilled_patch8_32", { dropPathRate: 0.1 }, 11);
-  const noDecay = new Set([...model.torchShapes()].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k));
-  const opt = new AdamW(model.params, { noDecay });
-  const losses: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const x = tf.randomNormal([4, 32, 32, 3], 0, 1, "float32", 100 + i) as tf.Tensor4D;
-    const y = tf.tensor1d([i % 10, (i + 3) % 10, (i + 5) % 10, 1], "int32");
-    losses.push(trainStep(model, opt, x, { labels: y }, { lr: 5e-4 }));
-    tf.dispose([x, y]);
-  }
-  opt.dispose();
-  model.dispose();
-  return losses;
-}
-
 Deno.test({
   name: "a training run's losses with BLAS and with the stock kernel agree over 5 AdamW steps",
   ignore: !blas.loaded,
   fn: async () => {
     await initBackend("wasm", { matmul: "blas" });
-    const withBlas = train(5);
+    const withBlas = trainTiny(5).losses;
     await initBackend("wasm", { matmul: "xnnpack" });
-    const stock = train(5);
+    const stock = trainTiny(5).losses;
     withBlas.forEach((l, i) => {
       const e = Math.abs(l - stock[i]) / Math.abs(stock[i]);
       assert(e < 1e-5, `step ${i}: BLAS ${l} vs stock ${stock[i]} (${e})`);

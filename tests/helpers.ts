@@ -1,6 +1,10 @@
 /** Shared test utilities: fixture paths, relative error, backend switching, tensor-leak checks. */
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
+import { buildModel } from "../lib/registry.ts";
+import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
+import { trainStep } from "../lib/train/step.ts";
+import type { Impl } from "../lib/vit/layers.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 import type { StateDict } from "../lib/io/tensor.ts";
 
@@ -39,4 +43,27 @@ export function nchwToNhwc(data: Float32Array, shape: readonly number[]): tf.Ten
   return tf.tidy(() =>
     tf.transpose(tf.tensor4d(data, shape as [number, number, number, number]), [0, 2, 3, 1])
   );
+}
+
+/**
+ * A few AdamW steps of the mini distilled DeiT on seeded random batches (drop path on: every path draws the same
+ * masks from the same seeded generator) — for tests that compare two ways of computing the same training run.
+ * Returns the losses and one weight matrix at the end.
+ */
+export function trainTiny(steps: number, impl: Impl = "fast"): { losses: number[]; weights: Float32Array } {
+  const model = buildModel("deit_mini_distilled_patch8_32", { dropPathRate: 0.1 }, 11);
+  model.impl = impl;
+  const noDecay = new Set([...model.torchShapes()].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k));
+  const opt = new AdamW(model.params, { noDecay });
+  const losses: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const x = tf.randomNormal([4, 32, 32, 3], 0, 1, "float32", 100 + i) as tf.Tensor4D;
+    const y = tf.tensor1d([i % 10, (i + 3) % 10, (i + 5) % 10, 1], "int32");
+    losses.push(trainStep(model, opt, x, { labels: y }, { lr: 5e-4 }));
+    tf.dispose([x, y]);
+  }
+  const weights = (model.params.get("blocks.1.mlp.fc2.weight")!.dataSync() as Float32Array).slice();
+  opt.dispose();
+  model.dispose();
+  return { losses, weights };
 }
