@@ -4,7 +4,7 @@
  * Transpose: the stock kernel moved ~25 M elements/s on the attention's 4- and 5-D permutations (a [128, 17,
  * 3, 2, 32] transpose took 19 ms; `tf.profile` of a training step of the micro DeiT put 54% of kernel time
  * there once the matmuls went through BLAS). This one works on heap views: when the last axis stays last it
- * copies whole rows (`set`), otherwise it walks the output with precomputed input strides.
+ * copies whole rows, otherwise it walks the output with precomputed input strides.
  *
  * Slice: the stock kernel starts with `backend.readSync(x)`, which *copies the whole input* out of the wasm
  * heap before taking the slice, so slicing a 50×32 piece out of a [3200, 288] tensor costs ~1.8 ms (measured,
@@ -79,9 +79,12 @@ function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
   const idx = new Array(rank - 1).fill(0);
   let o = 0, off = 0;
   for (;;) {
-    if (innerStride === 1 && inner >= 16) {
+    if (innerStride === 1 && inner >= 256) {
       dst.set(src.subarray(off, off + inner), o);
       o += inner;
+    } else if (innerStride === 1) {
+      // Short rows (attention heads: 32–64 floats): a plain loop beats creating a subarray per row.
+      for (let j = 0; j < inner; j++) dst[o++] = src[off + j];
     } else {
       for (let j = 0, i = off; j < inner; j++, i += innerStride) dst[o++] = src[i];
     }
