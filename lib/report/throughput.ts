@@ -68,7 +68,7 @@ export function throughputTable(results: BenchResult[], machine: string, date: s
     intro: [
       `Ours: ${machine}, ${date}; backend ${results[0]?.backend ?? "—"} × ${
         results[0]?.workers ?? "—"
-      } engines; ` +
+      } engines${results[0]?.matmul ? ` (matrix products: ${results[0].matmul})` : ""}; ` +
       "forward only, float32, random weights and inputs, warm-up then the mean time of a batch. Paper: one " +
       "16 GB V100, the largest batch that fits, 30 runs. Top-1 is the paper's (ImageNet cannot be evaluated " +
       "here).",
