@@ -12,7 +12,7 @@
  *                          position, every engine's RNG, best accuracy). Written to a temporary file and renamed.
  */
 import * as tf from "@tensorflow/tfjs";
-import { type ConcreteBackend, initBackend } from "../backend.ts";
+import { type ConcreteBackend, initBackend, wasmMatMul } from "../backend.ts";
 import { type Loadable, loadCheckpoint, loadStateDict, stateDictOf } from "../checkpoint.ts";
 import { openDataset } from "../data/datasets.ts";
 import type { Dataset } from "../data/dataset.ts";
@@ -71,6 +71,8 @@ export interface EpochLog {
 /** Values derived from the config (logged beside it; the config itself is never changed). */
 export interface Derived {
   backend: ConcreteBackend;
+  /** wasm: which kernel ran the matrix products ("blas (library)" or "xnnpack (why)"). */
+  matmul?: string;
   workers: number;
   num_classes: number;
   img_size: number;
@@ -269,6 +271,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   const epochs = o.smoke ? 1 : cfg.epochs;
   const derived: Derived = {
     backend: backend.name,
+    ...(backend.name === "wasm" ? { matmul: wasmMatMul() } : {}),
     workers,
     num_classes: numClasses,
     img_size: imgSize,
@@ -345,7 +348,9 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   await Deno.writeTextFile(`${o.out}/config.json`, JSON.stringify(meta, null, 2) + "\n");
   say(
     `${cfg.model} on ${train.name} (${train.length} images, ${numClasses} classes) → ${val.name}; ` +
-      `${backend.name} × ${workers} engines; batch ${cfg.batch_size}, lr ${derived.lr.toExponential(2)}, ` +
+      `${backend.name} × ${workers} engines${
+        derived.matmul ? ` (matmuls: ${derived.matmul.split(" (")[0]})` : ""
+      }; batch ${cfg.batch_size}, lr ${derived.lr.toExponential(2)}, ` +
       `${derived.steps_per_epoch} steps/epoch, ${epochs} epochs; distillation ${cfg.distillation}`,
   );
 
