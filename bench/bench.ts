@@ -2,7 +2,7 @@
  * `deno task bench --model NAME --mode infer|train --batch-size N [--img-size S] [--backend B] [--runs 30]
  *  [--warmup 2] [--impl fast|reference] [--micro-batches N] [--json]`
  */
-import { initBackend } from "../lib/backend.ts";
+import { initBackend, parseMatMul } from "../lib/backend.ts";
 import { benchmark } from "../lib/bench.ts";
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
 import { machineLine } from "../lib/machine.ts";
@@ -49,10 +49,8 @@ await runMain(async () => {
   const impl = String(a.impl);
   if (impl !== "fast" && impl !== "reference") throw new UsageError(`--impl must be fast or reference`);
   modelConfig(String(a.model));
-  const matmul = a.matmul === undefined ? undefined : String(a.matmul);
-  if (matmul !== undefined && matmul !== "blas" && matmul !== "xnnpack") {
-    throw new UsageError(`--matmul must be blas or xnnpack, got '${matmul}'`);
-  }
+  const matmul = a.matmul === undefined ? undefined : parseMatMul(String(a.matmul));
+  if (matmul === null) throw new UsageError(`--matmul must be blas or xnnpack, got '${a.matmul}'`);
   const backend = await initBackend(String(a.backend), {
     stockKernels: Boolean(a["stock-kernels"]),
     matmul,

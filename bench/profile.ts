@@ -7,7 +7,7 @@
  * time also counts in the kernels inside them. bench/NOTES.md quotes its output.
  */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, type MatMulChoice } from "../lib/backend.ts";
+import { initBackend, parseMatMul } from "../lib/backend.ts";
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
 import { buildVit } from "../lib/registry.ts";
 import { computeGrads, crossEntropyBothHeads } from "../lib/train/step.ts";
@@ -23,10 +23,8 @@ await runMain(async () => {
     default: { "batch-size": "128", backend: "wasm", impl: "fast", top: "14" },
   }, USAGE);
   if (!a.model) throw new UsageError(`--model is required\n${USAGE}`);
-  const matmul = a.matmul as MatMulChoice | undefined;
-  if (matmul !== undefined && matmul !== "blas" && matmul !== "xnnpack") {
-    throw new UsageError(`--matmul must be blas or xnnpack, got '${matmul}'`);
-  }
+  const matmul = a.matmul === undefined ? undefined : parseMatMul(String(a.matmul));
+  if (matmul === null) throw new UsageError(`--matmul must be blas or xnnpack, got '${a.matmul}'`);
   const impl = String(a.impl) as Impl;
   if (impl !== "fast" && impl !== "reference") throw new UsageError("--impl must be fast or reference");
   await initBackend(String(a.backend), { matmul });

@@ -11,7 +11,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { blasStatus, setBlasThreads, useBlasMatMul } from "./blas.ts";
+import { blasMatMulActive, blasStatus, setBlasThreads, useBlasMatMul } from "./blas.ts";
+import { envVar } from "./machine.ts";
 import { registerWasmKernelFixes } from "./wasm_kernels.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
@@ -171,16 +172,17 @@ export interface InitOptions {
 
 export type MatMulChoice = "blas" | "xnnpack";
 
+/** `value` as a matmul choice, or null when it is not one (each caller says where it came from). */
+export function parseMatMul(value: string): MatMulChoice | null {
+  return value === "blas" || value === "xnnpack" ? value : null;
+}
+
 function envMatMul(): MatMulChoice | undefined {
-  let v: string | undefined;
-  try {
-    v = Deno.env.get("DEIT_MATMUL");
-  } catch {
-    return undefined;
-  }
-  if (v === undefined || v === "") return undefined;
-  if (v !== "blas" && v !== "xnnpack") throw new Error(`DEIT_MATMUL must be blas or xnnpack, got '${v}'`);
-  return v;
+  const v = envVar("DEIT_MATMUL");
+  if (v === undefined) return undefined;
+  const choice = parseMatMul(v);
+  if (!choice) throw new Error(`DEIT_MATMUL must be blas or xnnpack, got '${v}'`);
+  return choice;
 }
 
 /**
@@ -188,30 +190,23 @@ function envMatMul(): MatMulChoice | undefined {
  * to each run's share), else every core.
  */
 export function blasThreadBudget(): number {
-  let v: string | undefined;
-  try {
-    v = Deno.env.get("DEIT_BLAS_THREADS");
-  } catch { /* no --allow-env */ }
-  const n = Number(v);
-  return v && Number.isInteger(n) && n > 0 ? n : navigator.hardwareConcurrency;
+  const n = Number(envVar("DEIT_BLAS_THREADS"));
+  return Number.isInteger(n) && n > 0 ? n : navigator.hardwareConcurrency;
 }
 
 /** Which matmul the wasm backend uses now: "blas (libopenblas.so.0: …)" or "xnnpack (why)". */
 export function wasmMatMul(): string {
   const s = blasStatus();
-  if (blasActive) return `blas (${s.detail})`;
+  if (blasMatMulActive()) return `blas (${s.detail})`;
   return s.loaded ? "xnnpack (chosen)" : `xnnpack (no BLAS: ${s.detail})`;
 }
-
-let blasActive = false;
 
 async function activate(name: ConcreteBackend, opts: InitOptions = {}): Promise<void> {
   if (name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
   if (name === "wasm") {
     if (!opts.stockKernels) registerWasmKernelFixes();
     const choice = opts.stockKernels ? "xnnpack" : opts.matmul ?? envMatMul() ?? "blas";
-    blasActive = useBlasMatMul(choice === "blas");
-    if (blasActive) setBlasThreads(opts.blasThreads ?? blasThreadBudget());
+    if (useBlasMatMul(choice === "blas")) setBlasThreads(opts.blasThreads ?? blasThreadBudget());
   }
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`backend '${name}' failed to initialise`);

@@ -14,6 +14,7 @@
  * the stock kernel stays and `blasStatus()` says why (`deno task doctor` prints it).
  */
 import * as tf from "@tensorflow/tfjs";
+import { envVar } from "./machine.ts";
 
 const SYMBOLS = {
   cblas_sgemm: {
@@ -61,13 +62,7 @@ function defaultCandidates(): string[] {
 /** Load the BLAS library once (idempotent); never throws. */
 export function loadBlas(): BlasStatus {
   if (status) return status;
-  const env = (() => {
-    try {
-      return Deno.env.get("DEIT_BLAS");
-    } catch {
-      return undefined; // no --allow-env
-    }
-  })();
+  const env = envVar("DEIT_BLAS");
   if (env === "off" || env === "0") return status = { loaded: false, detail: "turned off (DEIT_BLAS=off)" };
   const candidates = env ? [env] : defaultCandidates();
   if (candidates.length === 0) {

@@ -1,3 +1,12 @@
+/** An environment variable, or undefined when it is unset, empty, or the process may not read it. */
+export function envVar(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
 /** One line describing this machine, for result tables ("2 cores, Intel Xeon …, 23 GiB, Deno 2.9.6"). */
 export async function machineLine(): Promise<string> {
   let cpu = "unknown CPU";

@@ -100,12 +100,6 @@ function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
 }
 
 let registered = false;
-let stockTranspose: tf.KernelConfig | undefined;
-
-/** The stock Transpose kernel (for tests comparing against it). */
-export function stockTransposeKernel(): tf.KernelConfig | undefined {
-  return stockTranspose;
-}
 
 /** Replace the wasm backend's Slice and Transpose kernels (idempotent). */
 export function registerWasmKernelFixes(): void {
@@ -113,7 +107,7 @@ export function registerWasmKernelFixes(): void {
   registered = true;
   tf.unregisterKernel("Slice", "wasm");
   tf.registerKernel({ kernelName: "Slice", backendName: "wasm", kernelFunc: sliceKernel as tf.KernelFunc });
-  stockTranspose = tf.getKernel("Transpose", "wasm");
+  const stockTranspose = tf.getKernel("Transpose", "wasm");
   tf.unregisterKernel("Transpose", "wasm");
   // The stock set-up stays: it binds the C++ transpose that other stock kernels (Sum, Max, …) call directly.
   tf.registerKernel({

@@ -36,7 +36,12 @@ import {
 } from "../lib/report/tables.ts";
 import { type ResultTable, tableMarkdown, writeTable } from "../lib/report/table.ts";
 import { saveFigure } from "../lib/report/plots.ts";
-import { figure1, measureThroughput, throughputTable } from "../lib/report/throughput.ts";
+import {
+  figure1,
+  measureThroughput,
+  readThroughputRecord,
+  throughputTable,
+} from "../lib/report/throughput.ts";
 
 const USAGE =
   `usage: deno task reproduce [--preset full|smoke] [--devices cpu|LIST] [--backend auto|…] [--no-notebooks]
@@ -170,10 +175,8 @@ await runMain(async () => {
     await fig(figure1(results), "figure1");
   } else {
     // Not measured now: the table and figure are rebuilt from the last measurement, when there is one.
-    const last = await Deno.readTextFile(`${out}/throughput_measured.json`).then(JSON.parse).catch(() =>
-      null
-    );
-    if (last?.results) {
+    const last = await readThroughputRecord(`${out}/throughput_measured.json`);
+    if (last) {
       await put(throughputTable(last.results, last.machine, last.date));
       await fig(figure1(last.results), "figure1");
     }

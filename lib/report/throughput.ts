@@ -147,6 +147,16 @@ export interface ThroughputRecord {
   date: string;
 }
 
+/** A measurement `deno task reproduce` saved (its throughput_measured.json), or null when there is none. */
+export async function readThroughputRecord(path: string): Promise<ThroughputRecord | null> {
+  try {
+    const r = JSON.parse(await Deno.readTextFile(path));
+    return Array.isArray(r?.results) ? r : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * What notebook 05 shows: for the full preset the figures `deno task reproduce` saved in
  * results/throughput_measured.json (empty when it has not run yet); for the smoke preset a measurement made now.
@@ -160,9 +170,6 @@ export async function throughputForPreset(preset: "smoke" | "full"): Promise<Thr
       date: new Date().toISOString().slice(0, 10),
     };
   }
-  try {
-    return JSON.parse(await Deno.readTextFile(repoPath("results/throughput_measured.json")));
-  } catch {
-    return { results: [], machine: "", date: "" };
-  }
+  return await readThroughputRecord(repoPath("results/throughput_measured.json")) ??
+    { results: [], machine: "", date: "" };
 }
