@@ -59,6 +59,39 @@ function defaultCandidates(): string[] {
   return Deno.build.os === "linux" ? ["libopenblas.so.0"] : [];
 }
 
+/**
+ * The OpenBLAS kernel family this CPU's flags support, for `OPENBLAS_CORETYPE`: "SkylakeX" with AVX-512
+ * (F, CD, BW, DQ, VL), "Haswell" with AVX2 + FMA, else undefined. `flags` is /proc/cpuinfo's `flags` line.
+ *
+ * Why: a DYNAMIC_ARCH OpenBLAS picks its kernels by CPU model number, and a build older than the CPU does not
+ * know the model — Debian 12's 0.3.21 takes an Intel Xeon of family 6 model 207 (Emerald Rapids) for a
+ * "Prescott" and runs SSE3 kernels, 4× slower on `deit_mini_patch4_28`'s products than its own SkylakeX ones
+ * (bench/NOTES.md § Lever 4). The flags say what the CPU can run, whatever its model number.
+ */
+export function openblasCoreFromFlags(flags: string): string | undefined {
+  const has = new Set(flags.trim().split(/\s+/));
+  if (["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].every((f) => has.has(f))) return "SkylakeX";
+  if (has.has("avx2") && has.has("fma")) return "Haswell";
+  return undefined;
+}
+
+/**
+ * Before OpenBLAS loads: unless `OPENBLAS_CORETYPE` is already set, set it from the CPU's flags (Linux x86-64
+ * only). Returns what was set, for the status line.
+ */
+function chooseOpenblasCore(name: string): string | undefined {
+  if (!/openblas/i.test(name) || Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return undefined;
+  if (envVar("OPENBLAS_CORETYPE")) return undefined;
+  try {
+    const flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1];
+    const core = flags ? openblasCoreFromFlags(flags) : undefined;
+    if (core) Deno.env.set("OPENBLAS_CORETYPE", core);
+    return core;
+  } catch {
+    return undefined; // no --allow-read or --allow-env: OpenBLAS detects by itself
+  }
+}
+
 /** Load the BLAS library once (idempotent); never throws. */
 export function loadBlas(): BlasStatus {
   if (status) return status;
@@ -71,11 +104,13 @@ export function loadBlas(): BlasStatus {
   const reasons: string[] = [];
   for (const name of candidates) {
     try {
+      const core = chooseOpenblasCore(name);
       const l = Deno.dlopen(name, { ...SYMBOLS, ...OPTIONAL }).symbols;
       const cfg = l.openblas_get_config ? l.openblas_get_config() : null;
       lib = l;
       const build = cfg ? `: ${Deno.UnsafePointerView.getCString(cfg)}` : "";
-      return status = { loaded: true, detail: name + build };
+      const why = core ? ` (OPENBLAS_CORETYPE=${core} from the CPU's flags)` : "";
+      return status = { loaded: true, detail: name + build + why };
     } catch (e) {
       reasons.push(`${name}: ${(e as Error).message.split("\n")[0]}`);
     }

@@ -11,6 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { blasMatMulActive } from "./blas.ts";
+import { fusedKernelsActive } from "./wasm_kernels.ts";
 
 /** y = x·W + b for x `[M, K]`, W `[K, N]`, b `[N]` → `[M, N]`. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
@@ -224,6 +225,27 @@ function attentionBatched(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D
  */
 export function layerNorm(x: tf.Tensor, weight: tf.Tensor1D, bias: tf.Tensor1D, eps: number): tf.Tensor {
   const D = x.shape[x.shape.length - 1];
+  if (fusedKernelsActive()) {
+    const fused = tf.customGrad((x, w, b, save) => {
+      const [y, xhat, rstd] = tf.engine().runKernel(
+        "DeitLayerNorm",
+        { x: x as tf.Tensor, weight: w as tf.Tensor, bias: b as tf.Tensor },
+        { eps },
+      ) as tf.Tensor[];
+      (save as tf.GradSaveFunc)([xhat, rstd, w as tf.Tensor]);
+      return {
+        value: y,
+        gradFunc: (dy, saved) => {
+          const [xh, rs, ws] = saved;
+          return tf.engine().runKernel(
+            "DeitLayerNormGrad",
+            { dy: dy as tf.Tensor, xhat: xh, rstd: rs, weight: ws },
+          ) as tf.Tensor[];
+        },
+      };
+    });
+    return fused(x, weight, bias) as tf.Tensor;
+  }
   const f = tf.customGrad((x, w, b, save) => {
     const { xhat, rstd, y } = tf.tidy(() => {
       const x2 = tf.reshape(x as tf.Tensor, [-1, D]);

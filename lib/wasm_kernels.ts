@@ -11,6 +11,12 @@
  * bench/NOTES.md) and a loop of per-head slices dominates attention. This kernel reads the input through a
  * view of the heap instead (no copy) and otherwise does the same: contiguous slices are one `set`, others copy
  * row by row. Registered over the stock kernel when the wasm backend is initialised.
+ *
+ * Fused LayerNorm (new kernels `DeitLayerNorm`, `DeitLayerNormGrad`, used by lib/ops.ts when
+ * {@link fusedKernelsActive}): composed of tf ops it is ~8 kernels forward and ~12 backward (moments, rsqrt,
+ * the column sums of the parameter gradients), each a pass over the activations; these make two passes per
+ * row forward and two backward, in double precision. (A fused GELU in JavaScript was slower than the stock
+ * kernels: V8's Math.exp costs ~15 ns an element against ~3 for wasm's Exp — bench/NOTES.md.)
  */
 import * as tf from "@tensorflow/tfjs";
 
@@ -99,9 +105,100 @@ function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
   return out;
 }
 
+// ------------------------------------------------------------------------------------ fused GELU, LayerNorm
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap };
+
+function f32(backend: WasmBackendLike, t: tf.TensorInfo, what: string): Float32Array {
+  if (t.dtype !== "float32") throw new Error(`${what} must be float32, got ${t.dtype}`);
+  return backend.typedArrayFromHeap(t) as Float32Array;
+}
+
+/**
+ * LayerNorm over the last axis of x (biased variance): outputs y (x's shape), x̂ `[N, D]` and 1/σ `[N, 1]`,
+ * the two the backward pass keeps.
+ */
+function layerNormKernel(args: KernelArgs) {
+  const { x, weight, bias } = args.inputs as { x: tf.TensorInfo; weight: tf.TensorInfo; bias: tf.TensorInfo };
+  const backend = args.backend as WasmBackendLike;
+  const eps = args.attrs.eps as number;
+  const D = x.shape[x.shape.length - 1], N = D === 0 ? 0 : tf.util.sizeFromShape(x.shape) / D;
+  const y = backend.makeOutput(x.shape, "float32");
+  const xhat = backend.makeOutput([N, D], "float32");
+  const rstd = backend.makeOutput([N, 1], "float32");
+  // Views after every makeOutput: growing the heap detaches earlier ones.
+  const xs = f32(backend, x, "DeitLayerNorm x"), w = f32(backend, weight, "DeitLayerNorm weight");
+  const b = f32(backend, bias, "DeitLayerNorm bias");
+  const ys = f32(backend, y, "y"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
+  if (w.length !== D || b.length !== D) throw new Error(`DeitLayerNorm: weight/bias must have ${D} elements`);
+  for (let r = 0, o = 0; r < N; r++, o += D) {
+    let sum = 0;
+    for (let j = 0; j < D; j++) sum += xs[o + j];
+    const mean = sum / D;
+    let sq = 0;
+    for (let j = 0; j < D; j++) {
+      const d = xs[o + j] - mean;
+      sq += d * d;
+    }
+    const inv = 1 / Math.sqrt(sq / D + eps);
+    rs[r] = inv;
+    for (let j = 0; j < D; j++) {
+      const h = (xs[o + j] - mean) * inv;
+      xh[o + j] = h;
+      ys[o + j] = h * w[j] + b[j];
+    }
+  }
+  return [y, xhat, rstd];
+}
+
+/**
+ * Inputs dy (x's shape), x̂ `[N, D]`, 1/σ `[N, 1]`, weight `[D]`; outputs dx (dy's shape), dweight = Σ dy·x̂ and
+ * dbias = Σ dy (over the rows). dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·w.
+ */
+function layerNormGradKernel(args: KernelArgs) {
+  const { dy, xhat, rstd, weight } = args.inputs as Record<string, tf.TensorInfo>;
+  const backend = args.backend as WasmBackendLike;
+  const D = xhat.shape[1], N = xhat.shape[0];
+  const dx = backend.makeOutput(dy.shape, "float32");
+  const dw = backend.makeOutput([D], "float32");
+  const db = backend.makeOutput([D], "float32");
+  const g = f32(backend, dy, "dy"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
+  const w = f32(backend, weight, "weight");
+  const dxs = f32(backend, dx, "dx"), dws = f32(backend, dw, "dweight"), dbs = f32(backend, db, "dbias");
+  if (g.length !== N * D) throw new Error(`DeitLayerNormGrad: dy has ${g.length} elements, x̂ ${N * D}`);
+  const accW = new Float64Array(D), accB = new Float64Array(D);
+  for (let r = 0, o = 0; r < N; r++, o += D) {
+    let m1 = 0, m2 = 0;
+    for (let j = 0; j < D; j++) {
+      const gv = g[o + j], h = xh[o + j], gh = gv * w[j];
+      m1 += gh;
+      m2 += gh * h;
+      accW[j] += gv * h;
+      accB[j] += gv;
+    }
+    m1 /= D;
+    m2 /= D;
+    const inv = rs[r];
+    for (let j = 0; j < D; j++) dxs[o + j] = inv * (g[o + j] * w[j] - m1 - xh[o + j] * m2);
+  }
+  dws.set(accW);
+  dbs.set(accB);
+  return [dx, dw, db];
+}
+
+const FUSED: [string, (a: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]][] = [
+  ["DeitLayerNorm", layerNormKernel],
+  ["DeitLayerNormGrad", layerNormGradKernel],
+];
+
+/** Whether lib/ops.ts may call the fused kernels: they are registered and the active backend is wasm. */
+export function fusedKernelsActive(): boolean {
+  return registered && tf.getBackend() === "wasm";
+}
+
 let registered = false;
 
-/** Replace the wasm backend's Slice and Transpose kernels (idempotent). */
+/** Replace the wasm backend's Slice and Transpose kernels and add the fused ones (idempotent). */
 export function registerWasmKernelFixes(): void {
   if (registered) return;
   registered = true;
@@ -116,4 +213,7 @@ export function registerWasmKernelFixes(): void {
     kernelFunc: transposeKernel as tf.KernelFunc,
     setupFunc: stockTranspose?.setupFunc,
   });
+  for (const [kernelName, f] of FUSED) {
+    tf.registerKernel({ kernelName, backendName: "wasm", kernelFunc: f as unknown as tf.KernelFunc });
+  }
 }

@@ -6,7 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import { initBackend, wasmMatMul } from "../lib/backend.ts";
-import { blasStatus } from "../lib/blas.ts";
+import { blasStatus, openblasCoreFromFlags } from "../lib/blas.ts";
 import { relErr, trainTiny } from "./helpers.ts";
 
 const blas = blasStatus();
@@ -114,4 +114,18 @@ await initBackend("wasm"); console.log(wasmMatMul());`;
   assert(named.includes("xnnpack (no BLAS: libno-such-blas.so"), named);
   if (blas.loaded) assert((await run({ DEIT_MATMUL: "xnnpack" })).startsWith("xnnpack (chosen)"));
   assert((await run({ DEIT_MATMUL: "mkl" })).includes("DEIT_MATMUL must be blas or xnnpack"));
+  if (blas.loaded && blas.detail.includes("OpenBLAS") && Deno.build.arch === "x86_64") {
+    // A core the user names is kept (and said without "from the CPU's flags").
+    const named = await run({ OPENBLAS_CORETYPE: "Haswell" });
+    assert(named.includes(" Haswell ") && !named.includes("from the CPU's flags"), named);
+  }
+});
+
+Deno.test("the OpenBLAS kernel family is read off the CPU's flags", () => {
+  const avx512 = "fpu sse2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl";
+  assertEquals(openblasCoreFromFlags(avx512), "SkylakeX");
+  assertEquals(openblasCoreFromFlags("fpu sse2 avx avx2 fma avx512f"), "Haswell"); // AVX-512 F alone: not enough
+  assertEquals(openblasCoreFromFlags(" fpu sse2 avx avx2 fma "), "Haswell");
+  assertEquals(openblasCoreFromFlags("fpu sse2 avx"), undefined);
+  assertEquals(openblasCoreFromFlags(""), undefined);
 });

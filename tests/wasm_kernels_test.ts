@@ -1,10 +1,14 @@
 /**
  * The wasm kernels replaced in lib/wasm_kernels.ts (Slice, Transpose) give exactly what the cpu backend gives,
- * for every permutation of ranks 1–5, with size-1 axes, empty tensors and int32 data.
+ * for every permutation of ranks 1–5, with size-1 axes, empty tensors and int32 data; the fused LayerNorm
+ * gives what the composed one gives on the cpu backend (values and all three gradients).
  */
 import * as tf from "@tensorflow/tfjs";
-import { assertEquals } from "@std/assert";
+import { assert, assertEquals } from "@std/assert";
 import { initBackend } from "../lib/backend.ts";
+import { layerNorm } from "../lib/ops.ts";
+import { fusedKernelsActive } from "../lib/wasm_kernels.ts";
+import { relErr } from "./helpers.ts";
 
 function permutations(n: number): number[][] {
   if (n === 1) return [[0]];
@@ -54,5 +58,36 @@ Deno.test("Slice on wasm equals the cpu backend (contiguous and strided, ranks 1
   for (const [shape, begin, size] of cases) {
     const f = () => tf.tidy(() => tf.slice(tf.randomUniform(shape, 0, 1, "float32", 3), begin, size));
     assertEquals(await on("wasm", f), await on("cpu", f), `${shape} begin ${begin} size ${size}`);
+  }
+});
+
+Deno.test("fused LayerNorm on wasm equals the composed one on cpu: output and gradients", async () => {
+  for (const shape of [[3, 18, 48], [7, 5], [2, 1, 96], [0, 8]]) {
+    const D = shape[shape.length - 1];
+    const run = async (backend: string) => {
+      await initBackend(backend);
+      assertEquals(fusedKernelsActive(), backend === "wasm");
+      const out = tf.tidy(() => {
+        // Offsets and scales like a residual stream's, and a weight far from 1.
+        const x = tf.add(tf.mul(tf.randomNormal(shape, 0, 1, "float32", 11), 3), 0.5);
+        const w = tf.randomNormal([D], 1, 0.5, "float32", 12) as tf.Tensor1D;
+        const b = tf.randomNormal([D], 0, 0.5, "float32", 13) as tf.Tensor1D;
+        const dy = tf.randomNormal(shape, 0, 1, "float32", 14);
+        const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+          tf.sum(tf.mul(layerNorm(x, w as tf.Tensor1D, b as tf.Tensor1D, 1e-6), dy));
+        const { value, grads } = tf.valueAndGrads(f)([x, w, b]);
+        return [layerNorm(x, w, b, 1e-6), value, ...grads];
+      });
+      const vals = await Promise.all(out.map(async (t) => Array.from(await t.data() as Float32Array)));
+      out.forEach((t, i) => assertEquals(t.shape, [shape, [], shape, [D], [D]][i]));
+      tf.dispose(out);
+      return vals;
+    };
+    const got = await run("wasm"), want = await run("cpu");
+    ["y", "loss", "dx", "dweight", "dbias"].forEach((what, i) => {
+      if (want[i].length === 0) return assertEquals(got[i], [], what);
+      const e = relErr(got[i], want[i]);
+      assert(e < 1e-5, `${shape} ${what}: relative error ${e.toExponential(2)}`);
+    });
   }
 });
