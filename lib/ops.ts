@@ -73,6 +73,26 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  * backward pass keeps only x (autodiff would keep every intermediate of the forward formula).
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (fusedKernelsActive()) {
+    // The stock Erf and Exp, the arithmetic around them fused (lib/wasm_kernels.ts); erf(x/√2) is kept for
+    // the backward pass instead of computed again (one activation more, one Erf less).
+    const fused = tf.customGrad((x, save) => {
+      const erf = tf.tidy(() => tf.erf(tf.mul(x as tf.Tensor, Math.SQRT1_2)));
+      (save as tf.GradSaveFunc)([x as tf.Tensor, erf]);
+      return {
+        value: tf.engine().runKernel("DeitGelu", { x: x as tf.Tensor, erf }) as tf.Tensor,
+        gradFunc: (dy, saved) =>
+          tf.tidy(() => {
+            const [xs, erf] = saved;
+            const q = tf.exp(tf.mul(tf.square(xs), -0.5));
+            return [
+              tf.engine().runKernel("DeitGeluGrad", { x: xs, erf, q, dy: dy as tf.Tensor }) as tf.Tensor,
+            ];
+          }),
+      };
+    });
+    return fused(x) as tf.Tensor;
+  }
   const f = tf.customGrad((x, save) => {
     (save as tf.GradSaveFunc)([x as tf.Tensor]);
     return {

@@ -12,11 +12,13 @@
  * view of the heap instead (no copy) and otherwise does the same: contiguous slices are one `set`, others copy
  * row by row. Registered over the stock kernel when the wasm backend is initialised.
  *
- * Fused LayerNorm (new kernels `DeitLayerNorm`, `DeitLayerNormGrad`, used by lib/ops.ts when
- * {@link fusedKernelsActive}): composed of tf ops it is ~8 kernels forward and ~12 backward (moments, rsqrt,
- * the column sums of the parameter gradients), each a pass over the activations; these make two passes per
- * row forward and two backward, in double precision. (A fused GELU in JavaScript was slower than the stock
- * kernels: V8's Math.exp costs ~15 ns an element against ~3 for wasm's Exp — bench/NOTES.md.)
+ * Fused LayerNorm and GELU arithmetic (new kernels `DeitLayerNorm`, `DeitLayerNormGrad`, `DeitGelu`,
+ * `DeitGeluGrad`, used by lib/ops.ts when {@link fusedKernelsActive}): composed of tf ops LayerNorm is ~8 kernels
+ * forward and ~12 backward (moments, rsqrt, the column sums of the parameter gradients) and the exact GELU 5 and
+ * 11, each a pass over the activations. These kernels make two passes per row for LayerNorm and one for GELU's
+ * arithmetic, in double precision. GELU keeps the stock `Erf` and `Exp` for its transcendentals: a GELU wholly in
+ * JavaScript was slower than the stock kernels (V8's Math.exp costs ~15 ns an element against ~3 for wasm's
+ * `Exp`; bench/NOTES.md).
  */
 import * as tf from "@tensorflow/tfjs";
 
@@ -186,7 +188,39 @@ function layerNormGradKernel(args: KernelArgs) {
   return [dx, dw, db];
 }
 
+/** y = x·Φ(x) from e = erf(x/√2): y = ½·x·(1 + e). */
+function geluKernel(args: KernelArgs) {
+  const { x, erf } = args.inputs as { x: tf.TensorInfo; erf: tf.TensorInfo };
+  const backend = args.backend as WasmBackendLike;
+  const out = backend.makeOutput(x.shape, "float32");
+  const xs = f32(backend, x, "DeitGelu x"), e = f32(backend, erf, "DeitGelu erf");
+  const y = f32(backend, out, "DeitGelu output");
+  if (e.length !== xs.length) throw new Error(`DeitGelu: erf has ${e.length} elements, x ${xs.length}`);
+  for (let i = 0; i < xs.length; i++) y[i] = 0.5 * xs[i] * (1 + e[i]);
+  return out;
+}
+
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+/** dx = dy·(Φ(x) + x·φ(x)) from e = erf(x/√2) and q = e^(−x²/2): Φ = ½(1 + e), φ = q/√(2π). */
+function geluGradKernel(args: KernelArgs) {
+  const { x, erf, q, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const backend = args.backend as WasmBackendLike;
+  const out = backend.makeOutput(x.shape, "float32");
+  const xs = f32(backend, x, "DeitGeluGrad x"), e = f32(backend, erf, "DeitGeluGrad erf");
+  const qs = f32(backend, q, "DeitGeluGrad q"), g = f32(backend, dy, "DeitGeluGrad dy");
+  const dx = f32(backend, out, "DeitGeluGrad output");
+  const n = xs.length;
+  if (e.length !== n || qs.length !== n || g.length !== n) {
+    throw new Error(`DeitGeluGrad: x, erf, q and dy must have the same size (${n})`);
+  }
+  for (let i = 0; i < n; i++) dx[i] = g[i] * (0.5 * (1 + e[i]) + xs[i] * qs[i] * INV_SQRT_2PI);
+  return out;
+}
+
 const FUSED: [string, (a: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]][] = [
+  ["DeitGelu", geluKernel],
+  ["DeitGeluGrad", geluGradKernel],
   ["DeitLayerNorm", layerNormKernel],
   ["DeitLayerNormGrad", layerNormGradKernel],
 ];

@@ -1,12 +1,12 @@
 /**
  * The wasm kernels replaced in lib/wasm_kernels.ts (Slice, Transpose) give exactly what the cpu backend gives,
- * for every permutation of ranks 1–5, with size-1 axes, empty tensors and int32 data; the fused LayerNorm
- * gives what the composed one gives on the cpu backend (values and all three gradients).
+ * for every permutation of ranks 1–5, with size-1 axes, empty tensors and int32 data; the fused LayerNorm and
+ * GELU give what the composed ones give on the cpu backend (values and gradients).
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
 import { initBackend } from "../lib/backend.ts";
-import { layerNorm } from "../lib/ops.ts";
+import { gelu, layerNorm } from "../lib/ops.ts";
 import { fusedKernelsActive } from "../lib/wasm_kernels.ts";
 import { relErr } from "./helpers.ts";
 
@@ -85,6 +85,31 @@ Deno.test("fused LayerNorm on wasm equals the composed one on cpu: output and gr
     };
     const got = await run("wasm"), want = await run("cpu");
     ["y", "loss", "dx", "dweight", "dbias"].forEach((what, i) => {
+      if (want[i].length === 0) return assertEquals(got[i], [], what);
+      const e = relErr(got[i], want[i]);
+      assert(e < 1e-5, `${shape} ${what}: relative error ${e.toExponential(2)}`);
+    });
+  }
+});
+
+Deno.test("fused GELU on wasm equals the composed one on cpu: output and gradient", async () => {
+  for (const shape of [[6, 50, 384], [5], [0, 3]]) {
+    const run = async (backend: string) => {
+      await initBackend(backend);
+      assertEquals(fusedKernelsActive(), backend === "wasm");
+      const out = tf.tidy(() => {
+        const x = tf.mul(tf.randomNormal(shape, 0, 1, "float32", 21), 4); // both tails, and the middle
+        const dy = tf.randomNormal(shape, 0, 1, "float32", 22);
+        const { value, grads } = tf.valueAndGrads((x: tf.Tensor) => tf.sum(tf.mul(gelu(x), dy)))([x]);
+        return [gelu(x), value, grads[0]];
+      });
+      const vals = await Promise.all(out.map(async (t) => Array.from(await t.data() as Float32Array)));
+      out.forEach((t, i) => assertEquals(t.shape, [shape, [], shape][i]));
+      tf.dispose(out);
+      return vals;
+    };
+    const got = await run("wasm"), want = await run("cpu");
+    ["y", "loss", "dx"].forEach((what, i) => {
       if (want[i].length === 0) return assertEquals(got[i], [], what);
       const e = relErr(got[i], want[i]);
       assert(e < 1e-5, `${shape} ${what}: relative error ${e.toExponential(2)}`);
