@@ -116,3 +116,21 @@ Deno.test("fused GELU on wasm equals the composed one on cpu: output and gradien
     });
   }
 });
+
+Deno.test("Identity on wasm shares the data: a clone outlives its source and frees nothing twice", async () => {
+  await initBackend("wasm");
+  const buffers = () => tf.engine().backend.numDataIds();
+  const before = buffers();
+  const x = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+  const y = tf.clone(x);
+  assertEquals(buffers(), before + 1, "one buffer for both");
+  x.dispose();
+  assertEquals(Array.from(await y.data()), [1, 2, 3, 4, 5, 6]);
+  const z = tf.add(y, 1); // a kernel reading the shared buffer
+  y.dispose();
+  assertEquals(Array.from(await z.data()), [2, 3, 4, 5, 6, 7]);
+  z.dispose();
+  assertEquals(buffers(), before);
+  const s = tf.clone(tf.tensor1d(["a", "b"], "string")); // strings: the stock kernel
+  assertEquals(await s.data(), ["a", "b"]);
+});

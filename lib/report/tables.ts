@@ -476,3 +476,20 @@ export async function recipeCurves(root: string): Promise<Figure> {
     width: 760,
   });
 }
+
+/**
+ * The headline grid's runs (fmnist-deit for 25 and for 100 epochs) as test top-1 curves, each named with how
+ * far it got; null when none has started.
+ */
+export async function headlineCurves(root: string): Promise<Figure | null> {
+  const { runs } = await gridRuns("headline", root);
+  const started = runs.filter((r) => r.run && r.run.logs.length > 0);
+  if (started.length === 0) return null;
+  return lineChart(
+    started.map(({ row, run }) => {
+      const r = run!, last = r.logs[r.logs.length - 1].test_acc1;
+      return runSeries(r, `${row.name}: ${r.logs.length}/${r.config.epochs} epochs, last ${last.toFixed(2)}%`);
+    }),
+    { x: "epoch", y: "test top-1 (%)", title: "fmnist-deit: all 60k images, full DeiT recipe", width: 760 },
+  );
+}
