@@ -74,13 +74,13 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
   if (fusedKernelsActive()) {
-    // The stock Erf and Exp, the arithmetic around them fused (lib/wasm_kernels.ts); erf(x/√2) is kept for
-    // the backward pass instead of computed again (one activation more, one Erf less).
+    // One pass forward (erf(x/√2) kept for the backward pass: one activation more, no second erf), the stock
+    // Exp and one pass backward (lib/wasm_kernels.ts).
     const fused = tf.customGrad((x, save) => {
-      const erf = tf.tidy(() => tf.erf(tf.mul(x as tf.Tensor, Math.SQRT1_2)));
+      const [y, erf] = tf.engine().runKernel("DeitGelu", { x: x as tf.Tensor }) as tf.Tensor[];
       (save as tf.GradSaveFunc)([x as tf.Tensor, erf]);
       return {
-        value: tf.engine().runKernel("DeitGelu", { x: x as tf.Tensor, erf }) as tf.Tensor,
+        value: y,
         gradFunc: (dy, saved) =>
           tf.tidy(() => {
             const [xs, erf] = saved;

@@ -20,10 +20,11 @@
  * Fused LayerNorm and GELU arithmetic (new kernels `DeitLayerNorm`, `DeitLayerNormGrad`, `DeitGelu`,
  * `DeitGeluGrad`, used by lib/ops.ts when {@link fusedKernelsActive}): composed of tf ops LayerNorm is ~8 kernels
  * forward and ~12 backward (moments, rsqrt, the column sums of the parameter gradients) and the exact GELU 5 and
- * 11, each a pass over the activations. These kernels make two passes per row for LayerNorm and one for GELU's
- * arithmetic, in double precision. GELU keeps the stock `Erf` and `Exp` for its transcendentals: a GELU wholly in
- * JavaScript was slower than the stock kernels (V8's Math.exp costs ~15 ns an element against ~3 for wasm's
- * `Exp`; bench/NOTES.md).
+ * 11, each a pass over the activations. These kernels make two passes per row for LayerNorm and one each way
+ * for GELU, in double precision. GELU's forward computes erf with Abramowitz & Stegun 7.1.28 (|error| < 3e-7,
+ * no exponential; libm's erf in the stock `Erf` was 12% of the step) and keeps it for the backward pass, which
+ * takes e^(−x²/2) from the stock `Exp`: V8's Math.exp costs ~15 ns an element against ~3 for wasm's
+ * (bench/NOTES.md).
  */
 import * as tf from "@tensorflow/tfjs";
 
@@ -193,16 +194,26 @@ function layerNormGradKernel(args: KernelArgs) {
   return [dx, dw, db];
 }
 
-/** y = x·Φ(x) from e = erf(x/√2): y = ½·x·(1 + e). */
+// erf(a) ≈ 1 − (1 + c₁a + … + c₆a⁶)^−16 for a ≥ 0, |error| < 3e-7 (Abramowitz & Stegun 7.1.28): no exponential.
+const ERF_C1 = 0.0705230784, ERF_C2 = 0.0422820123, ERF_C3 = 0.0092705272, ERF_C4 = 0.0001520143;
+const ERF_C5 = 0.0002765672, ERF_C6 = 0.0000430638;
+
+/** Outputs y = x·Φ(x) = ½·x·(1 + e) and e = erf(x/√2) (kept for the backward pass). */
 function geluKernel(args: KernelArgs) {
-  const { x, erf } = args.inputs as { x: tf.TensorInfo; erf: tf.TensorInfo };
+  const x = args.inputs.x as tf.TensorInfo;
   const backend = args.backend as WasmBackendLike;
-  const out = backend.makeOutput(x.shape, "float32");
-  const xs = f32(backend, x, "DeitGelu x"), e = f32(backend, erf, "DeitGelu erf");
-  const y = f32(backend, out, "DeitGelu output");
-  if (e.length !== xs.length) throw new Error(`DeitGelu: erf has ${e.length} elements, x ${xs.length}`);
-  for (let i = 0; i < xs.length; i++) y[i] = 0.5 * xs[i] * (1 + e[i]);
-  return out;
+  const out = backend.makeOutput(x.shape, "float32"), erf = backend.makeOutput(x.shape, "float32");
+  const xs = f32(backend, x, "DeitGelu x"), y = f32(backend, out, "y"), e = f32(backend, erf, "erf");
+  for (let i = 0; i < xs.length; i++) {
+    const v = xs[i], a = Math.abs(v) * Math.SQRT1_2;
+    const p = 1 + a * (ERF_C1 + a * (ERF_C2 + a * (ERF_C3 + a * (ERF_C4 + a * (ERF_C5 + a * ERF_C6)))));
+    const p2 = p * p, p4 = p2 * p2, p8 = p4 * p4;
+    const tail = 1 / (p8 * p8); // 1 − erf(a)
+    const ev = v < 0 ? tail - 1 : 1 - tail;
+    e[i] = ev;
+    y[i] = v < 0 ? 0.5 * v * tail : 0.5 * v * (2 - tail);
+  }
+  return [out, erf];
 }
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);

@@ -488,7 +488,10 @@ export async function headlineCurves(root: string): Promise<Figure | null> {
   return lineChart(
     started.map(({ row, run }) => {
       const r = run!, last = r.logs[r.logs.length - 1].test_acc1;
-      return runSeries(r, `${row.name}: ${r.logs.length}/${r.config.epochs} epochs, last ${last.toFixed(2)}%`);
+      return runSeries(
+        r,
+        `${row.name}: ${r.logs.length}/${r.config.epochs} epochs, last ${last.toFixed(2)}%`,
+      );
     }),
     { x: "epoch", y: "test top-1 (%)", title: "fmnist-deit: all 60k images, full DeiT recipe", width: 760 },
   );
