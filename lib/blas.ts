@@ -199,8 +199,137 @@ function makeBatchMatMul(sgemm: Lib["cblas_sgemm"], fallback: tf.KernelFunc) {
   };
 }
 
+// ------------------------------------------------------------------------------- attention on qkv in place
+
+/**
+ * Attention's products straight on the qkv projection's output `[B·T, 3D]` (columns [q | k | v], heads of
+ * `hd` side by side): head h of sample b is the `T×hd` block at row b·T, column h·hd (+D for k, +2D for v),
+ * a matrix with leading dimension 3D that `cblas_sgemm` reads where it lies. So no transpose to a heads-first
+ * layout and back (the batched path's four `Transpose`s a block: ~12% of a `deit_mini_patch4_28` step), and
+ * the scale 1/√hd rides on sgemm's alpha. One sgemm per (sample, head) and product, as the batched kernel.
+ *
+ * `DeitAttnScores` qkv → S `[B·H, T, T]` = scale·q·kᵀ; `DeitAttnContext` (P, qkv) → O `[B·T, D]` = P·v;
+ * `DeitAttnGrad` (dO, qkv, P) → dqkv `[B·T, 3D]`: dv = Pᵀ·dO, dS = P ⊙ (dP − rowsum(dP ⊙ P)) with
+ * dP = dO·vᵀ, dq = scale·dS·k, dk = scale·dSᵀ·q — each written into its own columns of dqkv.
+ */
+interface AttnAttrs {
+  batch: number;
+  tokens: number;
+  heads: number;
+  headDim: number;
+}
+
+function attnDims(args: KernelArgs) {
+  const { batch: B, tokens: T, heads: H, headDim: hd } = args.attrs as unknown as AttnAttrs;
+  const D = H * hd;
+  return { B, T, H, hd, D, scale: 1 / Math.sqrt(hd) };
+}
+
+function checkQkv(qkv: tf.TensorInfo, B: number, T: number, D: number, kernel: string) {
+  if (qkv.dtype !== "float32" || qkv.shape.length !== 2 || qkv.shape[0] !== B * T || qkv.shape[1] !== 3 * D) {
+    throw new Error(`${kernel}: qkv must be float32 [${B * T}, ${3 * D}], got ${qkv.dtype} [${qkv.shape}]`);
+  }
+}
+
+type Gemm = (
+  ta: number,
+  tb: number,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  C: Float32Array,
+  ldc: number,
+) => void;
+
+/** C = alpha·op(A)·op(B), row-major (beta 0). */
+function gemmOf(sgemm: Lib["cblas_sgemm"]): Gemm {
+  return (ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc) =>
+    sgemm(ROW_MAJOR, ta, tb, M, N, K, alpha, A, lda, B, ldb, 0, C, ldc);
+}
+
+/** The `rows × cols` matrix at `off` of `x` with leading dimension `ld`, as the view sgemm is given. */
+const block = (x: Float32Array, off: number, rows: number, cols: number, ld: number) =>
+  x.subarray(off, off + (rows - 1) * ld + cols);
+
+function makeAttnScores(gemm: Gemm) {
+  return (args: KernelArgs) => {
+    const { B, T, H, hd, D, scale } = attnDims(args);
+    const qkv = args.inputs.qkv as tf.TensorInfo;
+    checkQkv(qkv, B, T, D, "DeitAttnScores");
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([B * H, T, T], "float32");
+    const X = backend.typedArrayFromHeap(qkv), S = backend.typedArrayFromHeap(out);
+    const ld = 3 * D;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const q = block(X, b * T * ld + h * hd, T, hd, ld), k = block(X, b * T * ld + D + h * hd, T, hd, ld);
+        gemm(NO_TRANS, TRANS, T, T, hd, scale, q, ld, k, ld, block(S, (b * H + h) * T * T, T, T, T), T);
+      }
+    }
+    return out;
+  };
+}
+
+function makeAttnContext(gemm: Gemm) {
+  return (args: KernelArgs) => {
+    const { B, T, H, hd, D } = attnDims(args);
+    const { p, qkv } = args.inputs as { p: tf.TensorInfo; qkv: tf.TensorInfo };
+    checkQkv(qkv, B, T, D, "DeitAttnContext");
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([B * T, D], "float32");
+    const X = backend.typedArrayFromHeap(qkv), P = backend.typedArrayFromHeap(p);
+    const O = backend.typedArrayFromHeap(out);
+    const ld = 3 * D;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const pbh = block(P, (b * H + h) * T * T, T, T, T),
+          v = block(X, b * T * ld + 2 * D + h * hd, T, hd, ld);
+        gemm(NO_TRANS, NO_TRANS, T, hd, T, 1, pbh, T, v, ld, block(O, b * T * D + h * hd, T, hd, D), D);
+      }
+    }
+    return out;
+  };
+}
+
+function makeAttnGrad(gemm: Gemm) {
+  return (args: KernelArgs) => {
+    const { B, T, H, hd, D, scale } = attnDims(args);
+    const { dy, qkv, p } = args.inputs as { dy: tf.TensorInfo; qkv: tf.TensorInfo; p: tf.TensorInfo };
+    checkQkv(qkv, B, T, D, "DeitAttnGrad");
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([B * T, 3 * D], "float32");
+    const X = backend.typedArrayFromHeap(qkv), P = backend.typedArrayFromHeap(p);
+    const G = backend.typedArrayFromHeap(dy), DX = backend.typedArrayFromHeap(out);
+    const ld = 3 * D;
+    const dS = new Float32Array(T * T); // dP, then dS in place
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const q = b * T * ld + h * hd, k = q + D, v = q + 2 * D;
+        const pbh = block(P, (b * H + h) * T * T, T, T, T), dO = block(G, b * T * D + h * hd, T, hd, D);
+        gemm(TRANS, NO_TRANS, T, hd, T, 1, pbh, T, dO, D, block(DX, v, T, hd, ld), ld); // dv = Pᵀ·dO
+        gemm(NO_TRANS, TRANS, T, T, hd, 1, dO, D, block(X, v, T, hd, ld), ld, dS, T); // dP = dO·vᵀ
+        for (let r = 0; r < T * T; r += T) { // dS = P ⊙ (dP − rowsum(dP ⊙ P))
+          let dot = 0;
+          for (let c = r; c < r + T; c++) dot += dS[c] * pbh[c];
+          for (let c = r; c < r + T; c++) dS[c] = pbh[c] * (dS[c] - dot);
+        }
+        const xq = block(X, q, T, hd, ld), xk = block(X, k, T, hd, ld);
+        gemm(NO_TRANS, NO_TRANS, T, hd, T, scale, dS, T, xk, ld, block(DX, q, T, hd, ld), ld); // dq = s·dS·k
+        gemm(TRANS, NO_TRANS, T, hd, T, scale, dS, T, xq, ld, block(DX, k, T, hd, ld), ld); // dk = s·dSᵀ·q
+      }
+    }
+    return out;
+  };
+}
+
 let stock: tf.KernelConfig | undefined;
 let active = false;
+let attentionRegistered = false;
 
 /** Is `BatchMatMul` of the active backend the BLAS kernel now (so transposes and batches are cheap)? */
 export function blasMatMulActive(): boolean {
@@ -217,6 +346,22 @@ export function useBlasMatMul(on: boolean): boolean {
     throw new Error("the wasm backend's BatchMatMul kernel is not registered (import the backend first)");
   }
   const want = on && loadBlas().loaded;
+  if (want && !attentionRegistered) {
+    attentionRegistered = true;
+    for (
+      const [kernelName, make] of [
+        ["DeitAttnScores", makeAttnScores],
+        ["DeitAttnContext", makeAttnContext],
+        ["DeitAttnGrad", makeAttnGrad],
+      ] as const
+    ) {
+      tf.registerKernel({
+        kernelName,
+        backendName: "wasm",
+        kernelFunc: make(gemmOf(lib!.cblas_sgemm)) as tf.KernelFunc,
+      });
+    }
+  }
   tf.unregisterKernel("BatchMatMul", "wasm");
   if (want) {
     tf.registerKernel({

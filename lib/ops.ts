@@ -5,8 +5,9 @@
  * GFLOPS, but a matmul with `transposeA`/`transposeB` — what tf's own MatMul gradient uses — or with a batch
  * dimension falls to a generic loop at 1–2.5 GFLOPS. So on that kernel every gradient here is a plain matmul
  * on an explicitly transposed operand, and attention is a loop of 2-D matmuls. With the matmuls through BLAS
- * (lib/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead and attention
- * is a few batched products — far fewer kernel calls. The values are the same functions as the plain tf
+ * (lib/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead, and attention
+ * is three kernels that run sgemm on q, k and v where they lie in the qkv projection's output (no head-layout
+ * transposes). On wasm, LayerNorm and GELU are fused kernels (lib/wasm_kernels.ts). The values are the same functions as the plain tf
  * formulation (only float rounding differs); tests check every path against the reference fixtures.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -128,7 +129,7 @@ export interface AttentionDims {
  * the attention probabilities `[B, H, T, T]` are pushed to it (kept out of the surrounding tidy).
  */
 export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
-  if (blasMatMulActive()) return attentionBatched(qkv, s, keep);
+  if (blasMatMulActive()) return attentionInPlace(qkv, s, keep);
   const { batch: B, tokens: T, heads: H, headDim: hd } = s;
   const D = H * hd;
   const scale = 1 / Math.sqrt(hd);
@@ -192,48 +193,22 @@ export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tens
 }
 
 /**
- * `attentionCore` as batched products over all (sample, head) pairs at once — for matmul kernels that do
- * batches and transposes at full speed (BLAS). One transpose brings qkv to `[3, B·H, T, hd]`, another brings
- * the heads' outputs back; the backward pass mirrors it. Saved for the gradient: q (scaled), k, v and P.
+ * `attentionCore` with the BLAS kernels that read q, k and v where they lie in qkv (lib/blas.ts): scores,
+ * the stock softmax, context; backward one kernel. Saved for the gradient: qkv and P.
  */
-function attentionBatched(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
-  const { batch: B, tokens: T, heads: H, headDim: hd } = s;
-  const D = H * hd;
-  const scale = 1 / Math.sqrt(hd);
-  // [B·T, D] with heads side by side ⇄ [B·H, T, hd]
-  const toHeads = (x: tf.Tensor) =>
-    tf.reshape(tf.transpose(tf.reshape(x, [B, T, H, hd]), [0, 2, 1, 3]), [B * H, T, hd]);
-  const fromHeads = (x: tf.Tensor) =>
-    tf.reshape(tf.transpose(tf.reshape(x, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D;
+function attentionInPlace(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
+  const { batch: B, tokens: T, heads: H } = s;
+  const attrs = { ...s } as unknown as tf.NamedAttrMap;
+  const run = (name: string, inputs: tf.NamedTensorMap) =>
+    tf.engine().runKernel(name, inputs, attrs) as tf.Tensor;
   const f = tf.customGrad((qkv, save) => {
-    const { value, q, k, v, p } = tf.tidy(() => {
-      // [B·T, 3D] → [3, B·H, T, hd]: q, k and v are then contiguous (cheap slices; wasm's Unpack is not).
-      const all = tf.transpose(tf.reshape(qkv as tf.Tensor, [B, T, 3, H, hd]), [2, 0, 3, 1, 4]);
-      const [q, k, v] = [0, 1, 2].map((i) =>
-        tf.reshape(tf.slice(all, [i, 0, 0, 0, 0], [1, B, H, T, hd]), [B * H, T, hd]) as tf.Tensor3D
-      );
-      const qs = tf.mul(q, scale) as tf.Tensor3D;
-      const p = tf.softmax(tf.matMul(qs, k, false, true)) as tf.Tensor3D; // [B·H, T, T]
-      return { value: fromHeads(tf.matMul(p, v)), q: qs, k, v, p };
-    });
-    (save as tf.GradSaveFunc)([q, k, v, p]);
+    const x = qkv as tf.Tensor2D;
+    const p = tf.tidy(() => tf.softmax(run("DeitAttnScores", { qkv: x }))) as tf.Tensor3D; // [B·H, T, T]
+    (save as tf.GradSaveFunc)([x, p]);
     if (keep) keep.push(tf.keep(tf.reshape(p, [B, H, T, T]) as tf.Tensor4D));
     return {
-      value,
-      gradFunc: (dy, saved) =>
-        tf.tidy(() => {
-          const [qs, k, v, p] = saved as tf.Tensor3D[];
-          const dO = toHeads(dy as tf.Tensor) as tf.Tensor3D;
-          const dv = tf.matMul(p, dO, true, false);
-          const dP = tf.matMul(dO, v, false, true);
-          // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
-          const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true))) as tf.Tensor3D;
-          const dq = tf.mul(tf.matMul(dS, k), scale);
-          const dk = tf.matMul(dS, qs, true, false);
-          // [3, B·H, T, hd] → [B, T, 3, H, hd] → [B·T, 3D]
-          const g = tf.transpose(tf.reshape(tf.stack([dq, dk, dv]), [3, B, H, T, hd]), [1, 3, 0, 2, 4]);
-          return [tf.reshape(g, [B * T, 3 * D])];
-        }),
+      value: run("DeitAttnContext", { p, qkv: x }) as tf.Tensor2D,
+      gradFunc: (dy, saved) => [run("DeitAttnGrad", { dy: dy as tf.Tensor, qkv: saved[0], p: saved[1] })],
     };
   });
   return f(qkv) as tf.Tensor2D;
