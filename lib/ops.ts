@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { blasMatMulActive } from "./blas.ts";
-import { fusedKernelsActive } from "./wasm_kernels.ts";
+import { fusedGeluActive, fusedKernelsActive } from "./wasm_kernels.ts";
 
 /** y = x·W + b for x `[M, K]`, W `[K, N]`, b `[N]` → `[M, N]`. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
@@ -74,22 +74,20 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  * backward pass keeps only x (autodiff would keep every intermediate of the forward formula).
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (fusedKernelsActive()) {
-    // One pass forward (erf(x/√2) kept for the backward pass: one activation more, no second erf), the stock
-    // Exp and one pass backward (lib/wasm_kernels.ts).
+  if (fusedGeluActive()) {
+    // One wasm-SIMD pass each way (lib/simd); Φ(x) is kept for the backward pass (one activation more).
     const fused = tf.customGrad((x, save) => {
-      const [y, erf] = tf.engine().runKernel("DeitGelu", { x: x as tf.Tensor }) as tf.Tensor[];
-      (save as tf.GradSaveFunc)([x as tf.Tensor, erf]);
+      const [y, cdf] = tf.engine().runKernel("DeitGelu", { x: x as tf.Tensor }) as tf.Tensor[];
+      (save as tf.GradSaveFunc)([x as tf.Tensor, cdf]);
       return {
         value: y,
-        gradFunc: (dy, saved) =>
-          tf.tidy(() => {
-            const [xs, erf] = saved;
-            const q = tf.exp(tf.mul(tf.square(xs), -0.5));
-            return [
-              tf.engine().runKernel("DeitGeluGrad", { x: xs, erf, q, dy: dy as tf.Tensor }) as tf.Tensor,
-            ];
-          }),
+        gradFunc: (dy, saved) => [
+          tf.engine().runKernel("DeitGeluGrad", {
+            x: saved[0],
+            cdf: saved[1],
+            dy: dy as tf.Tensor,
+          }) as tf.Tensor,
+        ],
       };
     });
     return fused(x) as tf.Tensor;

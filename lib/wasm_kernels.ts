@@ -17,16 +17,15 @@
  * kernel time). Tensors are immutable, so this one shares the data and counts a reference, as the cpu backend's
  * Identity and wasm's own Reshape do.
  *
- * Fused LayerNorm and GELU arithmetic (new kernels `DeitLayerNorm`, `DeitLayerNormGrad`, `DeitGelu`,
- * `DeitGeluGrad`, used by lib/ops.ts when {@link fusedKernelsActive}): composed of tf ops LayerNorm is ~8 kernels
- * forward and ~12 backward (moments, rsqrt, the column sums of the parameter gradients) and the exact GELU 5 and
- * 11, each a pass over the activations. These kernels make two passes per row for LayerNorm and one each way
- * for GELU, in double precision. GELU's forward computes erf with Abramowitz & Stegun 7.1.28 (|error| < 3e-7,
- * no exponential; libm's erf in the stock `Erf` was 12% of the step) and keeps it for the backward pass, which
- * takes e^(−x²/2) from the stock `Exp`: V8's Math.exp costs ~15 ns an element against ~3 for wasm's
- * (bench/NOTES.md).
+ * Fused LayerNorm and GELU (new kernels `DeitLayerNorm`, `DeitLayerNormGrad`, `DeitGelu`, `DeitGeluGrad`, used
+ * by lib/ops.ts when {@link fusedKernelsActive} / {@link fusedGeluActive}): composed of tf ops LayerNorm is ~8
+ * kernels forward and ~12 backward (moments, rsqrt, the column sums of the parameter gradients) and the exact
+ * GELU 5 and 11, each a pass over the activations; libm's erf in the stock `Erf` alone was 12% of a step.
+ * LayerNorm here makes two passes per row each way, in double precision; GELU is one wasm-SIMD pass each way
+ * (lib/simd), keeping Φ(x) for the backward pass.
  */
 import * as tf from "@tensorflow/tfjs";
+import { geluBackward, geluForward, simdSupported, type WasmHeapBackend } from "./simd/mod.ts";
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -194,44 +193,31 @@ function layerNormGradKernel(args: KernelArgs) {
   return [dx, dw, db];
 }
 
-// erf(a) ≈ 1 − (1 + c₁a + … + c₆a⁶)^−16 for a ≥ 0, |error| < 3e-7 (Abramowitz & Stegun 7.1.28): no exponential.
-const ERF_C1 = 0.0705230784, ERF_C2 = 0.0422820123, ERF_C3 = 0.0092705272, ERF_C4 = 0.0001520143;
-const ERF_C5 = 0.0002765672, ERF_C6 = 0.0000430638;
-
-/** Outputs y = x·Φ(x) = ½·x·(1 + e) and e = erf(x/√2) (kept for the backward pass). */
+/** Outputs y = x·Φ(x) and Φ(x) (kept for the backward pass): lib/simd's `gelu_fwd`. */
 function geluKernel(args: KernelArgs) {
   const x = args.inputs.x as tf.TensorInfo;
-  const backend = args.backend as WasmBackendLike;
-  const out = backend.makeOutput(x.shape, "float32"), erf = backend.makeOutput(x.shape, "float32");
-  const xs = f32(backend, x, "DeitGelu x"), y = f32(backend, out, "y"), e = f32(backend, erf, "erf");
-  for (let i = 0; i < xs.length; i++) {
-    const v = xs[i], a = Math.abs(v) * Math.SQRT1_2;
-    const p = 1 + a * (ERF_C1 + a * (ERF_C2 + a * (ERF_C3 + a * (ERF_C4 + a * (ERF_C5 + a * ERF_C6)))));
-    const p2 = p * p, p4 = p2 * p2, p8 = p4 * p4;
-    const tail = 1 / (p8 * p8); // 1 − erf(a)
-    const ev = v < 0 ? tail - 1 : 1 - tail;
-    e[i] = ev;
-    y[i] = v < 0 ? 0.5 * v * tail : 0.5 * v * (2 - tail);
-  }
-  return [out, erf];
+  const backend = args.backend as WasmBackendLike & WasmHeapBackend;
+  if (x.dtype !== "float32") throw new Error(`DeitGelu: x must be float32, got ${x.dtype}`);
+  const y = backend.makeOutput(x.shape, "float32"), cdf = backend.makeOutput(x.shape, "float32");
+  const view = (t: { dataId: unknown }) => backend.typedArrayFromHeap(t as tf.TensorInfo) as Float32Array;
+  geluForward(backend, tf.util.sizeFromShape(x.shape), x, y, cdf, view);
+  return [y, cdf];
 }
 
-const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-/** dx = dy·(Φ(x) + x·φ(x)) from e = erf(x/√2) and q = e^(−x²/2): Φ = ½(1 + e), φ = q/√(2π). */
+/** dx = dy·(Φ(x) + x·φ(x)) from x, Φ(x) and dy: lib/simd's `gelu_bwd`. */
 function geluGradKernel(args: KernelArgs) {
-  const { x, erf, q, dy } = args.inputs as Record<string, tf.TensorInfo>;
-  const backend = args.backend as WasmBackendLike;
-  const out = backend.makeOutput(x.shape, "float32");
-  const xs = f32(backend, x, "DeitGeluGrad x"), e = f32(backend, erf, "DeitGeluGrad erf");
-  const qs = f32(backend, q, "DeitGeluGrad q"), g = f32(backend, dy, "DeitGeluGrad dy");
-  const dx = f32(backend, out, "DeitGeluGrad output");
-  const n = xs.length;
-  if (e.length !== n || qs.length !== n || g.length !== n) {
-    throw new Error(`DeitGeluGrad: x, erf, q and dy must have the same size (${n})`);
+  const { x, cdf, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const backend = args.backend as WasmBackendLike & WasmHeapBackend;
+  const n = tf.util.sizeFromShape(x.shape);
+  for (const [name, t] of [["cdf", cdf], ["dy", dy]] as const) {
+    if (t.dtype !== "float32" || tf.util.sizeFromShape(t.shape) !== n) {
+      throw new Error(`DeitGeluGrad: ${name} must be float32 with x's ${n} elements`);
+    }
   }
-  for (let i = 0; i < n; i++) dx[i] = g[i] * (0.5 * (1 + e[i]) + xs[i] * qs[i] * INV_SQRT_2PI);
-  return out;
+  const dx = backend.makeOutput(x.shape, "float32");
+  const view = (t: { dataId: unknown }) => backend.typedArrayFromHeap(t as tf.TensorInfo) as Float32Array;
+  geluBackward(backend, n, x, cdf, dy, dx, view);
+  return dx;
 }
 
 const FUSED: [string, (a: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]][] = [
@@ -245,6 +231,14 @@ const FUSED: [string, (a: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]][] = [
 export function fusedKernelsActive(): boolean {
   return registered && tf.getBackend() === "wasm";
 }
+
+/** Whether lib/ops.ts may call the fused GELU: {@link fusedKernelsActive} and the runtime runs wasm SIMD. */
+export function fusedGeluActive(): boolean {
+  simd ??= simdSupported();
+  return simd && fusedKernelsActive();
+}
+
+let simd: boolean | undefined;
 
 function identityKernel(args: KernelArgs, stock: tf.KernelFunc) {
   const x = args.inputs.x as tf.TensorInfo;

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 DENO_VERSION=2.9.6
 APT_PACKAGES=(jupyter-nbconvert python3-nbclient jupyter-client python3-ipykernel dataset-fashion-mnist python3-sklearn
-  fonts-dejavu-core libopenblas0-pthread)
+  fonts-dejavu-core libopenblas0-pthread wabt)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -134,3 +134,19 @@ Deno.test("Identity on wasm shares the data: a clone outlives its source and fre
   const s = tf.clone(tf.tensor1d(["a", "b"], "string")); // strings: the stock kernel
   assertEquals(await s.data(), ["a", "b"]);
 });
+
+Deno.test("lib/simd/kernels_wasm.ts is lib/simd/kernels.wat assembled (scripts/build_wasm.sh)", async () => {
+  const root = new URL("../", import.meta.url).pathname;
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command("wat2wasm", { args: ["lib/simd/kernels.wat", "--output=-"], cwd: root })
+      .output();
+  } catch {
+    console.log("skipped: no wat2wasm (Debian's wabt)");
+    return;
+  }
+  assert(out.success, new TextDecoder().decode(out.stderr));
+  const { KERNELS_WASM_BASE64 } = await import("../lib/simd/kernels_wasm.ts");
+  const committed = Uint8Array.from(atob(KERNELS_WASM_BASE64), (c) => c.charCodeAt(0));
+  assertEquals(committed, out.stdout, "run scripts/build_wasm.sh after changing kernels.wat");
+});
