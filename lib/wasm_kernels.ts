@@ -21,11 +21,20 @@
  * by lib/ops.ts when {@link fusedKernelsActive} / {@link fusedGeluActive}): composed of tf ops LayerNorm is ~8
  * kernels forward and ~12 backward (moments, rsqrt, the column sums of the parameter gradients) and the exact
  * GELU 5 and 11, each a pass over the activations; libm's erf in the stock `Erf` alone was 12% of a step.
- * LayerNorm here makes two passes per row each way, in double precision; GELU is one wasm-SIMD pass each way
- * (lib/simd), keeping Φ(x) for the backward pass.
+ * Both run as wasm-SIMD kernels (lib/simd) — LayerNorm three passes over a row forward and two backward, GELU
+ * one each way, keeping Φ(x) for the backward pass; LayerNorm over rows whose length is not a multiple of 4,
+ * or where wasm SIMD is missing (or `DEIT_SIMD=off`), runs the JavaScript loops below, in double precision.
  */
 import * as tf from "@tensorflow/tfjs";
-import { geluBackward, geluForward, simdSupported, type WasmHeapBackend } from "./simd/mod.ts";
+import { envVar } from "./machine.ts";
+import {
+  geluBackward,
+  geluForward,
+  layerNormBackward,
+  layerNormForward,
+  simdSupported,
+  type WasmHeapBackend,
+} from "./simd/mod.ts";
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -138,6 +147,11 @@ function layerNormKernel(args: KernelArgs) {
   const b = f32(backend, bias, "DeitLayerNorm bias");
   const ys = f32(backend, y, "y"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
   if (w.length !== D || b.length !== D) throw new Error(`DeitLayerNorm: weight/bias must have ${D} elements`);
+  if (D % 4 === 0 && useSimd()) {
+    const t = { x, weight, bias, y, xhat, rstd };
+    layerNormForward(args.backend as WasmHeapBackend, N, D, eps, t);
+    return [y, xhat, rstd];
+  }
   for (let r = 0, o = 0; r < N; r++, o += D) {
     let sum = 0;
     for (let j = 0; j < D; j++) sum += xs[o + j];
@@ -173,6 +187,11 @@ function layerNormGradKernel(args: KernelArgs) {
   const w = f32(backend, weight, "weight");
   const dxs = f32(backend, dx, "dx"), dws = f32(backend, dw, "dweight"), dbs = f32(backend, db, "dbias");
   if (g.length !== N * D) throw new Error(`DeitLayerNormGrad: dy has ${g.length} elements, x̂ ${N * D}`);
+  if (D % 4 === 0 && useSimd()) {
+    const t = { dy, xhat, rstd, weight, dx, dweight: dw, dbias: db };
+    layerNormBackward(args.backend as WasmHeapBackend, N, D, t);
+    return [dx, dw, db];
+  }
   const accW = new Float64Array(D), accB = new Float64Array(D);
   for (let r = 0, o = 0; r < N; r++, o += D) {
     let m1 = 0, m2 = 0;
@@ -234,11 +253,15 @@ export function fusedKernelsActive(): boolean {
 
 /** Whether lib/ops.ts may call the fused GELU: {@link fusedKernelsActive} and the runtime runs wasm SIMD. */
 export function fusedGeluActive(): boolean {
-  simd ??= simdSupported();
-  return simd && fusedKernelsActive();
+  return useSimd() && fusedKernelsActive();
 }
 
 let simd: boolean | undefined;
+/** Whether the lib/simd kernels run here (wasm SIMD; `DEIT_SIMD=off` turns them off, for comparisons). */
+function useSimd(): boolean {
+  simd ??= envVar("DEIT_SIMD") !== "off" && simdSupported();
+  return simd;
+}
 
 function identityKernel(args: KernelArgs, stock: tf.KernelFunc) {
   const x = args.inputs.x as tf.TensorInfo;

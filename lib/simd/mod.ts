@@ -7,12 +7,36 @@
  * - `gelu_fwd`: y = x·Φ(x) and Φ(x) (kept for the backward pass), Φ from erf by Abramowitz & Stegun 7.1.28.
  * - `gelu_bwd`: dx = dy·(Φ(x) + x·φ(x)), with e^(−x²/2) by range reduction and a degree-6 polynomial.
  * Both in float32; the last `n mod 4` elements are done here in JavaScript with the same formulas.
+ * - `layernorm_fwd` / `layernorm_bwd`: LayerNorm over rows whose length is a multiple of 4 (the caller keeps
+ *   other widths), returning x̂ and 1/σ for the backward pass, which also sums the weight and bias gradients.
  */
 import { KERNELS_WASM_BASE64 } from "./kernels_wasm.ts";
 
 interface Exports {
   gelu_fwd(x: number, y: number, cdf: number, n: number): void;
   gelu_bwd(x: number, cdf: number, dy: number, dx: number, n: number): void;
+  layernorm_fwd(
+    x: number,
+    w: number,
+    b: number,
+    y: number,
+    xhat: number,
+    rstd: number,
+    rows: number,
+    d: number,
+    eps: number,
+  ): void;
+  layernorm_bwd(
+    dy: number,
+    xhat: number,
+    rstd: number,
+    w: number,
+    dx: number,
+    dw: number,
+    db: number,
+    rows: number,
+    d: number,
+  ): void;
 }
 
 /** The slice of tfjs-backend-wasm's BackendWasm these kernels use. */
@@ -125,4 +149,50 @@ export function geluBackward(
     const v = xs[i];
     out[i] = g[i] * (cs[i] + v * Math.exp(-0.5 * v * v) * INV_SQRT_2PI);
   }
+}
+
+/** LayerNorm forward over `rows` rows of `d` floats (d % 4 === 0): y, x̂ and 1/σ. */
+export function layerNormForward(
+  backend: WasmHeapBackend,
+  rows: number,
+  d: number,
+  eps: number,
+  t: { x: Ref; weight: Ref; bias: Ref; y: Ref; xhat: Ref; rstd: Ref },
+): void {
+  if (d % 4 !== 0) throw new Error(`lib/simd layerNormForward: row length ${d} is not a multiple of 4`);
+  if (rows === 0) return;
+  const o = (r: Ref) => offset(backend, r.dataId);
+  kernelsFor(backend).layernorm_fwd(
+    o(t.x),
+    o(t.weight),
+    o(t.bias),
+    o(t.y),
+    o(t.xhat),
+    o(t.rstd),
+    rows,
+    d,
+    eps,
+  );
+}
+
+/** LayerNorm backward over `rows` rows of `d` floats (d % 4 === 0): dx, dweight, dbias. */
+export function layerNormBackward(
+  backend: WasmHeapBackend,
+  rows: number,
+  d: number,
+  t: { dy: Ref; xhat: Ref; rstd: Ref; weight: Ref; dx: Ref; dweight: Ref; dbias: Ref },
+): void {
+  if (d % 4 !== 0) throw new Error(`lib/simd layerNormBackward: row length ${d} is not a multiple of 4`);
+  const o = (r: Ref) => offset(backend, r.dataId);
+  kernelsFor(backend).layernorm_bwd(
+    o(t.dy),
+    o(t.xhat),
+    o(t.rstd),
+    o(t.weight),
+    o(t.dx),
+    o(t.dweight),
+    o(t.dbias),
+    rows,
+    d,
+  );
 }
