@@ -6,7 +6,8 @@
  *   deno task bench:peer [--runs-infer 10] [--runs-train 3] [--only NAME]
  */
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
-import { machineLine } from "../lib/machine.ts";
+import { cpuOpenblasCore } from "../lib/blas.ts";
+import { envVar, machineLine } from "../lib/machine.ts";
 import { formatTable, markdownTable } from "../lib/table.ts";
 
 const USAGE = "usage: deno task bench:peer [--runs-infer 10] [--runs-train 3] [--only MODEL]";
@@ -18,8 +19,12 @@ const CASES = [
   { model: "deit_mini_distilled_patch4_28", mode: "train", batch: 64 },
 ] as const;
 
-async function runJson(cmd: string, args: string[]): Promise<Record<string, number | string>> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+async function runJson(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<Record<string, number | string>> {
+  const out = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" }).output();
   const text = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
   if (!out.success) {
     throw new Error(`${cmd} ${args.join(" ")} failed:\n${new TextDecoder().decode(out.stderr).slice(-2000)}`);
@@ -39,6 +44,10 @@ await runMain(async () => {
       `the PyTorch peer needs Debian's python3-torch: apt-get install python3-torch libopenblas0-pthread`,
     );
   }
+  // The peer's OpenBLAS gets the kernels ours runs (lib/blas.ts sets them from the CPU's flags; an OpenBLAS
+  // older than the CPU would otherwise fall back to generic ones there too).
+  const core = envVar("OPENBLAS_CORETYPE") ?? cpuOpenblasCore();
+  const peerEnv: Record<string, string> = core ? { OPENBLAS_CORETYPE: core } : {};
   const rows: Record<string, unknown>[] = [];
   for (const c of CASES.filter((c) => !a.only || c.model === a.only)) {
     const runs = String(
@@ -63,7 +72,11 @@ await runMain(async () => {
       ...common,
     ]);
     console.error(`${c.model} ${c.mode} batch ${c.batch}: PyTorch…`);
-    const peer = await runJson(PYTHON, [new URL("./peer_torch.py", import.meta.url).pathname, ...common]);
+    const peer = await runJson(
+      PYTHON,
+      [new URL("./peer_torch.py", import.meta.url).pathname, ...common],
+      peerEnv,
+    );
     rows.push({
       ...c,
       runs: Number(runs),
@@ -95,9 +108,9 @@ await runMain(async () => {
   await Deno.writeTextFile(
     `${root}bench_peer.md`,
     `# This project vs PyTorch on the same machine\n\n${date}, ${machine}. Ours: ${rows[0]?.ours_backend}; ` +
-      `peer: ${
-        rows[0]?.peer_backend
-      }, bench/peer_torch.py. ratio = our images/s ÷ PyTorch's (> 1: we are faster). ` +
+      `peer: ${rows[0]?.peer_backend}, bench/peer_torch.py${
+        core ? `; both OpenBLAS with OPENBLAS_CORETYPE=${core}` : ""
+      }. ratio = our images/s ÷ PyTorch's (> 1: we are faster). ` +
       `Command: \`deno task bench:peer\` (runs: ${a["runs-infer"]} inference, ${a["runs-train"]} training, ` +
       `after warm-up).\n\n${markdownTable(header, cells)}\n`,
   );

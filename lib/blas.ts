@@ -75,20 +75,30 @@ export function openblasCoreFromFlags(flags: string): string | undefined {
   return undefined;
 }
 
-/**
- * Before OpenBLAS loads: unless `OPENBLAS_CORETYPE` is already set, set it from the CPU's flags (Linux x86-64
- * only). Returns what was set, for the status line.
- */
-function chooseOpenblasCore(name: string): string | undefined {
-  if (!/openblas/i.test(name) || Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return undefined;
-  if (envVar("OPENBLAS_CORETYPE")) return undefined;
+/** {@link openblasCoreFromFlags} for this machine's CPU (Linux x86-64; else, or unreadable, undefined). */
+export function cpuOpenblasCore(): string | undefined {
+  if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return undefined;
   try {
     const flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1];
-    const core = flags ? openblasCoreFromFlags(flags) : undefined;
-    if (core) Deno.env.set("OPENBLAS_CORETYPE", core);
+    return flags ? openblasCoreFromFlags(flags) : undefined;
+  } catch {
+    return undefined; // no --allow-read: OpenBLAS detects by itself
+  }
+}
+
+/**
+ * Before OpenBLAS loads: unless `OPENBLAS_CORETYPE` is already set, set it from the CPU's flags. Returns what
+ * was set, for the status line.
+ */
+function chooseOpenblasCore(name: string): string | undefined {
+  if (!/openblas/i.test(name) || envVar("OPENBLAS_CORETYPE")) return undefined;
+  const core = cpuOpenblasCore();
+  if (!core) return undefined;
+  try {
+    Deno.env.set("OPENBLAS_CORETYPE", core);
     return core;
   } catch {
-    return undefined; // no --allow-read or --allow-env: OpenBLAS detects by itself
+    return undefined; // no --allow-env
   }
 }
 
