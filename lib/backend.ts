@@ -13,7 +13,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { blasMatMulActive, blasStatus, setBlasThreads, useBlasMatMul } from "./blas.ts";
 import { envVar } from "./machine.ts";
-import { registerWasmKernelFixes } from "./wasm_kernels.ts";
+import { fusedKernelsDetail, registerWasmKernelFixes } from "./wasm_kernels.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -151,7 +151,8 @@ async function probe(name: ConcreteBackend, explicit: boolean): Promise<BackendP
       const mm = b.loaded
         ? `matmuls through BLAS (${b.detail})`
         : `matmuls through XNNPACK (no BLAS: ${b.detail})`;
-      return { name, available: true, detail: `tfjs-backend-wasm, SIMD, single-threaded under Deno; ${mm}` };
+      const detail = `tfjs-backend-wasm, SIMD, single-threaded under Deno; ${mm}; ${fusedKernelsDetail()}`;
+      return { name, available: true, detail };
     }
     case "cpu":
       return { name, available: true, detail: "pure JavaScript (reference speed)" };

@@ -30,6 +30,7 @@ import { envVar } from "./machine.ts";
 import {
   geluBackward,
   geluForward,
+  heapUsable,
   layerNormBackward,
   layerNormForward,
   simdSupported,
@@ -147,7 +148,7 @@ function layerNormKernel(args: KernelArgs) {
   const b = f32(backend, bias, "DeitLayerNorm bias");
   const ys = f32(backend, y, "y"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
   if (w.length !== D || b.length !== D) throw new Error(`DeitLayerNorm: weight/bias must have ${D} elements`);
-  if (D % 4 === 0 && useSimd()) {
+  if (D % 4 === 0 && useSimd(args.backend)) {
     const t = { x, weight, bias, y, xhat, rstd };
     layerNormForward(args.backend as WasmHeapBackend, N, D, eps, t);
     return [y, xhat, rstd];
@@ -187,7 +188,7 @@ function layerNormGradKernel(args: KernelArgs) {
   const w = f32(backend, weight, "weight");
   const dxs = f32(backend, dx, "dx"), dws = f32(backend, dw, "dweight"), dbs = f32(backend, db, "dbias");
   if (g.length !== N * D) throw new Error(`DeitLayerNormGrad: dy has ${g.length} elements, x̂ ${N * D}`);
-  if (D % 4 === 0 && useSimd()) {
+  if (D % 4 === 0 && useSimd(args.backend)) {
     const t = { dy, xhat, rstd, weight, dx, dweight: dw, dbias: db };
     layerNormBackward(args.backend as WasmHeapBackend, N, D, t);
     return [dx, dw, db];
@@ -253,14 +254,26 @@ export function fusedKernelsActive(): boolean {
 
 /** Whether lib/ops.ts may call the fused GELU: {@link fusedKernelsActive} and the runtime runs wasm SIMD. */
 export function fusedGeluActive(): boolean {
-  return useSimd() && fusedKernelsActive();
+  return fusedKernelsActive() && useSimd(tf.backend());
 }
 
 let simd: boolean | undefined;
-/** Whether the lib/simd kernels run here (wasm SIMD; `DEIT_SIMD=off` turns them off, for comparisons). */
-function useSimd(): boolean {
+/**
+ * Whether the lib/simd kernels run on `backend`: the runtime has wasm SIMD, the heap is reachable and not
+ * shared, and `DEIT_SIMD` is not `off` (for comparisons).
+ */
+function useSimd(backend: unknown): boolean {
   simd ??= envVar("DEIT_SIMD") !== "off" && simdSupported();
-  return simd;
+  return simd && heapUsable(backend);
+}
+
+/** What runs LayerNorm and GELU on wasm, for `deno task doctor`. */
+export function fusedKernelsDetail(): string {
+  if (envVar("DEIT_SIMD") === "off") {
+    return "LayerNorm in JavaScript, GELU composed of tf ops (DEIT_SIMD=off)";
+  }
+  if (!simdSupported()) return "LayerNorm in JavaScript, GELU composed of tf ops (no wasm SIMD)";
+  return "LayerNorm and GELU as wasm-SIMD kernels on the heap (lib/simd)";
 }
 
 function identityKernel(args: KernelArgs, stock: tf.KernelFunc) {

@@ -150,3 +150,38 @@ Deno.test("lib/simd/kernels_wasm.ts is lib/simd/kernels.wat assembled (scripts/b
   const committed = Uint8Array.from(atob(KERNELS_WASM_BASE64), (c) => c.charCodeAt(0));
   assertEquals(committed, out.stdout, "run scripts/build_wasm.sh after changing kernels.wat");
 });
+
+Deno.test("DEIT_SIMD=off: LayerNorm's JavaScript loops and the composed GELU give the same (a fresh process)", async () => {
+  const code = `import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "./lib/backend.ts";
+import { gelu, layerNorm } from "./lib/ops.ts";
+import { fusedGeluActive, fusedKernelsDetail } from "./lib/wasm_kernels.ts";
+await initBackend("wasm");
+const x = tf.randomNormal([6, 48], 0, 2, "float32", 4);
+const y = layerNorm(gelu(x), tf.randomNormal([48], 1, 0.5, "float32", 5), tf.zeros([48]), 1e-6);
+console.log(JSON.stringify({ active: fusedGeluActive(), detail: fusedKernelsDetail(), y: Array.from(y.dataSync()) }));`;
+  const root = new URL("../", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: root,
+    env: { DEIT_SIMD: "off" },
+    stderr: "piped",
+  }).output();
+  assert(out.success, new TextDecoder().decode(out.stderr));
+  const got = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+  assertEquals(got.active, false);
+  assert(got.detail.includes("DEIT_SIMD=off"), got.detail);
+  await initBackend("cpu");
+  const want = tf.tidy(() => {
+    const x = tf.randomNormal([6, 48], 0, 2, "float32", 4);
+    return layerNorm(
+      gelu(x),
+      tf.randomNormal([48], 1, 0.5, "float32", 5) as tf.Tensor1D,
+      tf.zeros([48]),
+      1e-6,
+    );
+  });
+  const e = relErr(got.y, await want.data() as Float32Array);
+  want.dispose();
+  assert(e < 1e-5, `relative error ${e}`);
+});

@@ -63,6 +63,15 @@ export function simdSupported(): boolean {
   }
 }
 
+/**
+ * Whether these kernels can run on this backend's heap: a plain (not shared) `WebAssembly.Memory` reachable at
+ * `backend.wasm.asm.memory` (tfjs-backend-wasm 4.x, single-threaded as under Deno).
+ */
+export function heapUsable(backend: unknown): boolean {
+  const memory = (backend as Partial<WasmHeapBackend> | null)?.wasm?.asm?.memory;
+  return memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer);
+}
+
 function kernelsFor(backend: WasmHeapBackend): Exports {
   const memory = backend.wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) {
