@@ -7,8 +7,9 @@
  * on an explicitly transposed operand, and attention is a loop of 2-D matmuls. With the matmuls through BLAS
  * (lib/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead, and attention
  * is three kernels that run sgemm on q, k and v where they lie in the qkv projection's output (no head-layout
- * transposes). On wasm, LayerNorm and GELU are fused kernels (lib/wasm_kernels.ts). The values are the same functions as the plain tf
- * formulation (only float rounding differs); tests check every path against the reference fixtures.
+ * transposes). On wasm, LayerNorm and GELU are fused kernels (lib/wasm_kernels.ts). The values are the same
+ * functions as the plain tf formulation (only float rounding differs); tests check every path against the
+ * reference fixtures.
  */
 import * as tf from "@tensorflow/tfjs";
 import { blasMatMulActive } from "./blas.ts";
