@@ -12,7 +12,7 @@
  * epochs ended at results/runs/headline/fmnist-deit-25ep (log.jsonl), still climbing — with repeated
  * augmentation an epoch shows each image's three augmentations to a third of the set, and at short schedules
  * every DeiT regulariser but Mixup costs accuracy here (results/ablation.md). Time on the 2-core development
- * machine with 2 workers: ~6 min an epoch (results/runs/headline/fmnist-deit/log.jsonl, `seconds`), so ~10 h;
+ * machine with 2 workers: 2.5–3.5 min an epoch (results/runs/headline/fmnist-deit/log.jsonl, `seconds`), ~5 h;
  * it resumes from its checkpoints.
  */
 import type { ConfigFile } from "../lib/train/config.ts";
