@@ -15,6 +15,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { envVar } from "./machine.ts";
+import type { KernelArgs } from "./wasm_kernels.ts";
 
 const SYMBOLS = {
   cblas_sgemm: {
@@ -66,7 +67,7 @@ function defaultCandidates(): string[] {
  * Why: a DYNAMIC_ARCH OpenBLAS picks its kernels by CPU model number, and a build older than the CPU does not
  * know the model — Debian 12's 0.3.21 takes an Intel Xeon of family 6 model 207 (Emerald Rapids) for a
  * "Prescott" and runs SSE3 kernels, 4× slower on `deit_mini_patch4_28`'s products than its own SkylakeX ones
- * (bench/NOTES.md § Lever 4). The flags say what the CPU can run, whatever its model number.
+ * (bench/NOTES.md § Lever 5). The flags say what the CPU can run, whatever its model number.
  */
 export function openblasCoreFromFlags(flags: string): string | undefined {
   const has = new Set(flags.trim().split(/\s+/));
@@ -142,15 +143,34 @@ interface WasmBackendLike {
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap };
-
 const prod = (s: number[]) => s.reduce((a, c) => a * c, 1);
+
+type Gemm = (
+  ta: number,
+  tb: number,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  C: Float32Array,
+  ldc: number,
+) => void;
+
+/** C = alpha·op(A)·op(B), row-major (beta 0). */
+function gemmOf(sgemm: Lib["cblas_sgemm"]): Gemm {
+  return (ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc) =>
+    sgemm(ROW_MAJOR, ta, tb, M, N, K, alpha, A, lda, B, ldb, 0, C, ldc);
+}
 
 /**
  * `BatchMatMul` on the wasm heap: `[...batch, M, K]·[...batch, K, N]` (either transposed), batch dimensions
  * equal or one side's all 1 (broadcast); any other case goes to `fallback`, the stock kernel.
  */
-function makeBatchMatMul(sgemm: Lib["cblas_sgemm"], fallback: tf.KernelFunc) {
+function makeBatchMatMul(gemm: Gemm, fallback: tf.KernelFunc) {
   return (args: KernelArgs) => {
     const a = args.inputs.a as tf.TensorInfo, b = args.inputs.b as tf.TensorInfo;
     const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
@@ -188,22 +208,8 @@ function makeBatchMatMul(sgemm: Lib["cblas_sgemm"], fallback: tf.KernelFunc) {
     const sa = na === 1 ? 0 : ar * ac, sb = nb === 1 ? 0 : br * bc, sc = M * N;
     const ta = transposeA ? TRANS : NO_TRANS, tb = transposeB ? TRANS : NO_TRANS;
     for (let i = 0; i < batch; i++) {
-      sgemm(
-        ROW_MAJOR,
-        ta,
-        tb,
-        M,
-        N,
-        K,
-        1,
-        A.subarray(i * sa, i * sa + ar * ac),
-        ac,
-        B.subarray(i * sb, i * sb + br * bc),
-        bc,
-        0,
-        C.subarray(i * sc, i * sc + sc),
-        N,
-      );
+      const ai = A.subarray(i * sa, i * sa + ar * ac), bi = B.subarray(i * sb, i * sb + br * bc);
+      gemm(ta, tb, M, N, K, 1, ai, ac, bi, bc, C.subarray(i * sc, i * sc + sc), N);
     }
     return out;
   };
@@ -239,27 +245,6 @@ function checkQkv(qkv: tf.TensorInfo, B: number, T: number, D: number, kernel: s
   if (qkv.dtype !== "float32" || qkv.shape.length !== 2 || qkv.shape[0] !== B * T || qkv.shape[1] !== 3 * D) {
     throw new Error(`${kernel}: qkv must be float32 [${B * T}, ${3 * D}], got ${qkv.dtype} [${qkv.shape}]`);
   }
-}
-
-type Gemm = (
-  ta: number,
-  tb: number,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  lda: number,
-  B: Float32Array,
-  ldb: number,
-  C: Float32Array,
-  ldc: number,
-) => void;
-
-/** C = alpha·op(A)·op(B), row-major (beta 0). */
-function gemmOf(sgemm: Lib["cblas_sgemm"]): Gemm {
-  return (ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc) =>
-    sgemm(ROW_MAJOR, ta, tb, M, N, K, alpha, A, lda, B, ldb, 0, C, ldc);
 }
 
 /** The `rows × cols` matrix at `off` of `x` with leading dimension `ld`, as the view sgemm is given. */
@@ -377,7 +362,7 @@ export function useBlasMatMul(on: boolean): boolean {
     tf.registerKernel({
       kernelName: "BatchMatMul",
       backendName: "wasm",
-      kernelFunc: makeBatchMatMul(lib!.cblas_sgemm, stock.kernelFunc) as tf.KernelFunc,
+      kernelFunc: makeBatchMatMul(gemmOf(lib!.cblas_sgemm), stock.kernelFunc) as tf.KernelFunc,
     });
   } else tf.registerKernel(stock);
   active = want;

@@ -42,7 +42,10 @@ interface WasmBackendLike {
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
-function sliceKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }) {
+/** What tf passes a kernel function (lib/blas.ts's kernels take the same). */
+export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap };
+
+function sliceKernel(args: KernelArgs) {
   const x = args.inputs.x as tf.TensorInfo;
   const backend = args.backend as WasmBackendLike;
   const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
@@ -80,7 +83,7 @@ function sliceKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; at
   return out;
 }
 
-function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }) {
+function transposeKernel(args: KernelArgs) {
   const x = args.inputs.x as tf.TensorInfo;
   const backend = args.backend as WasmBackendLike;
   const perm = (args.attrs as unknown as { perm: number[] }).perm;
@@ -124,8 +127,6 @@ function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
 
 // ------------------------------------------------------------------------------------ fused GELU, LayerNorm
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap };
-
 function f32(backend: WasmBackendLike, t: tf.TensorInfo, what: string): Float32Array {
   if (t.dtype !== "float32") throw new Error(`${what} must be float32, got ${t.dtype}`);
   return backend.typedArrayFromHeap(t) as Float32Array;
@@ -146,13 +147,13 @@ function layerNormKernel(args: KernelArgs) {
   // Views after every makeOutput: growing the heap detaches earlier ones.
   const xs = f32(backend, x, "DeitLayerNorm x"), w = f32(backend, weight, "DeitLayerNorm weight");
   const b = f32(backend, bias, "DeitLayerNorm bias");
-  const ys = f32(backend, y, "y"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
   if (w.length !== D || b.length !== D) throw new Error(`DeitLayerNorm: weight/bias must have ${D} elements`);
   if (D % 4 === 0 && useSimd(args.backend)) {
     const t = { x, weight, bias, y, xhat, rstd };
     layerNormForward(args.backend as WasmHeapBackend, N, D, eps, t);
     return [y, xhat, rstd];
   }
+  const ys = f32(backend, y, "y"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
   for (let r = 0, o = 0; r < N; r++, o += D) {
     let sum = 0;
     for (let j = 0; j < D; j++) sum += xs[o + j];
@@ -186,13 +187,13 @@ function layerNormGradKernel(args: KernelArgs) {
   const db = backend.makeOutput([D], "float32");
   const g = f32(backend, dy, "dy"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
   const w = f32(backend, weight, "weight");
-  const dxs = f32(backend, dx, "dx"), dws = f32(backend, dw, "dweight"), dbs = f32(backend, db, "dbias");
   if (g.length !== N * D) throw new Error(`DeitLayerNormGrad: dy has ${g.length} elements, x̂ ${N * D}`);
   if (D % 4 === 0 && useSimd(args.backend)) {
     const t = { dy, xhat, rstd, weight, dx, dweight: dw, dbias: db };
     layerNormBackward(args.backend as WasmHeapBackend, N, D, t);
     return [dx, dw, db];
   }
+  const dxs = f32(backend, dx, "dx"), dws = f32(backend, dw, "dweight"), dbs = f32(backend, db, "dbias");
   const accW = new Float64Array(D), accB = new Float64Array(D);
   for (let r = 0, o = 0; r < N; r++, o += D) {
     let m1 = 0, m2 = 0;
@@ -213,14 +214,17 @@ function layerNormGradKernel(args: KernelArgs) {
   return [dx, dw, db];
 }
 
+/** A float tensor's view of the heap, for lib/simd's JavaScript tail. */
+const heapF32 = (backend: WasmBackendLike) => (t: { dataId: unknown }) =>
+  backend.typedArrayFromHeap(t as tf.TensorInfo) as Float32Array;
+
 /** Outputs y = x·Φ(x) and Φ(x) (kept for the backward pass): lib/simd's `gelu_fwd`. */
 function geluKernel(args: KernelArgs) {
   const x = args.inputs.x as tf.TensorInfo;
   const backend = args.backend as WasmBackendLike & WasmHeapBackend;
   if (x.dtype !== "float32") throw new Error(`DeitGelu: x must be float32, got ${x.dtype}`);
   const y = backend.makeOutput(x.shape, "float32"), cdf = backend.makeOutput(x.shape, "float32");
-  const view = (t: { dataId: unknown }) => backend.typedArrayFromHeap(t as tf.TensorInfo) as Float32Array;
-  geluForward(backend, tf.util.sizeFromShape(x.shape), x, y, cdf, view);
+  geluForward(backend, tf.util.sizeFromShape(x.shape), x, y, cdf, heapF32(backend));
   return [y, cdf];
 }
 
@@ -235,8 +239,7 @@ function geluGradKernel(args: KernelArgs) {
     }
   }
   const dx = backend.makeOutput(x.shape, "float32");
-  const view = (t: { dataId: unknown }) => backend.typedArrayFromHeap(t as tf.TensorInfo) as Float32Array;
-  geluBackward(backend, n, x, cdf, dy, dx, view);
+  geluBackward(backend, n, x, cdf, dy, dx, heapF32(backend));
   return dx;
 }
 
@@ -257,22 +260,25 @@ export function fusedGeluActive(): boolean {
   return fusedKernelsActive() && useSimd(tf.backend());
 }
 
-let simd: boolean | undefined;
+/** Why the lib/simd kernels do not run in this process, or null when they do (decided once). */
+let simdOff: string | null | undefined;
+function simdOffReason(): string | null {
+  simdOff ??= envVar("DEIT_SIMD") === "off" ? "DEIT_SIMD=off" : simdSupported() ? null : "no wasm SIMD";
+  return simdOff;
+}
+
 /**
  * Whether the lib/simd kernels run on `backend`: the runtime has wasm SIMD, the heap is reachable and not
  * shared, and `DEIT_SIMD` is not `off` (for comparisons).
  */
 function useSimd(backend: unknown): boolean {
-  simd ??= envVar("DEIT_SIMD") !== "off" && simdSupported();
-  return simd && heapUsable(backend);
+  return simdOffReason() === null && heapUsable(backend);
 }
 
 /** What runs LayerNorm and GELU on wasm, for `deno task doctor`. */
 export function fusedKernelsDetail(): string {
-  if (envVar("DEIT_SIMD") === "off") {
-    return "LayerNorm in JavaScript, GELU composed of tf ops (DEIT_SIMD=off)";
-  }
-  if (!simdSupported()) return "LayerNorm in JavaScript, GELU composed of tf ops (no wasm SIMD)";
+  const off = simdOffReason();
+  if (off) return `LayerNorm in JavaScript, GELU composed of tf ops (${off})`;
   return "LayerNorm and GELU as wasm-SIMD kernels on the heap (lib/simd)";
 }
 

@@ -122,12 +122,8 @@ export function geluForward(
 ): void {
   const n4 = n - (n % 4);
   if (n4 > 0) {
-    kernelsFor(backend).gelu_fwd(
-      offset(backend, x.dataId),
-      offset(backend, y.dataId),
-      offset(backend, cdfOut.dataId),
-      n4,
-    );
+    const o = (t: Ref) => offset(backend, t.dataId);
+    kernelsFor(backend).gelu_fwd(o(x), o(y), o(cdfOut), n4);
   }
   if (n4 === n) return;
   const xs = view(x), ys = view(y), cs = view(cdfOut);
