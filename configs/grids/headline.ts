@@ -2,7 +2,8 @@
  * The full-data headline runs, `configs/fmnist-deit.ts` (the training issue's acceptance run): deit_mini_patch4_28
  * on all 60,000 Fashion-MNIST images with the full DeiT recipe, for 100 epochs (`fmnist-deit`) and the same for
  * 25 (`fmnist-deit-25ep`, the first try, which ended below the 90% bar). Notebook 02 shows them beside the
- * grid-scale runs. Hours here (≈ 3 min an epoch on 2 cores): they resume from their checkpoints.
+ * grid-scale runs. Hours here (2–3 min an epoch on 2 cores; fmnist-deit took 3.97 h): they resume from their
+ * checkpoints.
  *
  *   deno task sweep --grid headline               # results/runs/headline/{fmnist-deit-25ep,fmnist-deit}
  */
