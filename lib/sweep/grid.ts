@@ -13,6 +13,7 @@
 import {
   checkPartial,
   ConfigError,
+  DEFAULTS,
   loadConfigFile,
   resolveConfig,
   type TrainConfig,
@@ -379,8 +380,13 @@ export async function configChanges(run: RunSpec): Promise<string[]> {
     return [];
   }
   const now = run.config as unknown as Record<string, unknown>;
+  const defaults = DEFAULTS as unknown as Record<string, unknown>;
   const keys = [...new Set([...Object.keys(old), ...Object.keys(now)])];
-  return keys.filter((k) => JSON.stringify(old[k]) !== JSON.stringify(now[k])).map((k) =>
+  // A key added to the config since the run started changes nothing while it keeps its default.
+  const same = (k: string) =>
+    JSON.stringify(old[k]) === JSON.stringify(now[k]) ||
+    (!(k in old) && JSON.stringify(now[k]) === JSON.stringify(defaults[k]));
+  return keys.filter((k) => !same(k)).map((k) =>
     `${k}: ${JSON.stringify(old[k])} → ${JSON.stringify(now[k])}`
   );
 }

@@ -79,6 +79,15 @@ export interface TrainConfig {
   eval_limit: number;
   /** Cap the training images per epoch (0 = the whole split), for small-scale runs. */
   train_limit: number;
+  /** Seed of the `train_limit` subset; -1 = the run's `seed` (fix it to vary only init and augmentation). */
+  subset_seed: number;
+  /**
+   * Also evaluate this many training images (of the training subset, eval transform, no augmentation) at
+   * every evaluation and log `train_acc1` / `train_eval_loss` beside the test figures: 0 = off.
+   */
+  train_eval_limit: number;
+  /** Keep the weights every N epochs as `checkpoint-epoch-E.safetensors` (E = epochs done): 0 = off. */
+  snapshot_every: number;
   /** Minutes between mid-epoch checkpoints (one is always written at the end of an epoch). */
   checkpoint_minutes: number;
 }
@@ -130,6 +139,9 @@ export const DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   eval_every: 1,
   eval_limit: 0,
   train_limit: 0,
+  subset_seed: -1,
+  train_eval_limit: 0,
+  snapshot_every: 0,
   checkpoint_minutes: 10,
 });
 

@@ -65,6 +65,9 @@ export interface EpochLog {
   seconds: number;
   steps: number;
   best_acc1: number;
+  /** With `train_eval_limit`: the same evaluation on training images (eval transform, no augmentation). */
+  train_acc1?: number;
+  train_eval_loss?: number;
   finished?: boolean;
 }
 
@@ -183,8 +186,13 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   let train = await openDataset(cfg.dataset, cfg.train_split, dir);
   let val = await openDataset(cfg.dataset, cfg.val_split, dir);
   const trainLimit = o.smoke ? cfg.batch_size * SMOKE_STEPS : cfg.train_limit;
-  train = subset(train, trainLimit, cfg.seed);
+  const subsetSeed = cfg.subset_seed >= 0 ? cfg.subset_seed : cfg.seed;
+  train = subset(train, trainLimit, subsetSeed);
   val = subset(val, o.smoke ? Math.min(val.length, 2 * cfg.batch_size) : cfg.eval_limit, cfg.seed + 1);
+  // Training images seen through the eval transform: whether a run fits its data (train vs test accuracy).
+  const trainEval = cfg.train_eval_limit > 0
+    ? subset(train, o.smoke ? Math.min(train.length, cfg.batch_size) : cfg.train_eval_limit, subsetSeed + 2)
+    : undefined;
   const numClasses = train.classes.length;
 
   // ---- model, teacher
@@ -450,9 +458,13 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       const trainSecs = spentBefore + (performance.now() - t0) / 1000;
       const isLast = loader.state.epoch >= epochs;
       let m: EvalMetrics = { acc1: NaN, acc5: NaN, loss: NaN, count: 0 };
+      let mTrain: EvalMetrics | undefined;
       if (isLast || (epoch + 1) % cfg.eval_every === 0) {
         // Inference activations of a whole training batch would not fit a wasm heap at 224 px: evaluate in 128s.
         m = await evaluateDataset(val, imgSize, Math.min(cfg.batch_size, 128), predict);
+        if (trainEval) {
+          mTrain = await evaluateDataset(trainEval, imgSize, Math.min(cfg.batch_size, 128), predict);
+        }
       }
       const improved = m.acc1 > best;
       if (improved) best = m.acc1;
@@ -467,6 +479,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
         seconds: spentBefore + (performance.now() - t0) / 1000,
         steps,
         best_acc1: best,
+        ...(mTrain ? { train_acc1: mTrain.acc1, train_eval_loss: mTrain.loss } : {}),
         ...(isLast ? { finished: true } : {}),
       };
       // Checkpoint first, then the log line: a kill in between redoes the epoch instead of skipping it.
@@ -477,11 +490,22 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
           Deno.rename(`${bestPath}.tmp-${Deno.pid}`, bestPath)
         );
       }
+      if (cfg.snapshot_every > 0 && (epoch + 1) % cfg.snapshot_every === 0 && !o.smoke) {
+        // Weights only (saveCheckpoint has just put engine 0's into the model), e.g. to pick a teacher by accuracy.
+        await writeSafetensors(`${o.out}/checkpoint-epoch-${epoch + 1}.safetensors`, stateDictOf(model), {
+          arch: cfg.model,
+          num_classes: String(numClasses),
+          epoch: String(epoch + 1),
+          test_acc1: String(m.acc1),
+        });
+      }
       await Deno.writeTextFile(logPath, JSON.stringify(log) + "\n", { append: true });
       logs.push(log);
       say(
         `epoch ${epoch}: train loss ${log.train_loss.toFixed(4)}, test acc@1 ${m.acc1.toFixed(2)} acc@5 ` +
-          `${m.acc5.toFixed(2)} loss ${m.loss.toFixed(4)}, ${log.images_per_s.toFixed(1)} im/s, ` +
+          `${m.acc5.toFixed(2)} loss ${m.loss.toFixed(4)}${
+            mTrain ? `, train-set acc@1 ${mTrain.acc1.toFixed(2)}` : ""
+          }, ${log.images_per_s.toFixed(1)} im/s, ` +
           `${fmtSeconds(log.seconds)} (best ${best.toFixed(2)})`,
       );
       if (o.signal?.aborted && !isLast) {
