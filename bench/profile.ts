@@ -38,8 +38,8 @@ await runMain(async () => {
   const x = tf.randomNormal([B, S, S, model.config.inChans], 0, 1, "float32", 1) as tf.Tensor4D;
   const labels = tf.tensor1d(Array.from({ length: B }, (_, i) => i % model.config.numClasses), "int32");
   const step = () => {
-    const { grads } = computeGrads(model, x, { labels }, crossEntropyBothHeads, 1);
-    tf.dispose([...grads.values()]);
+    const { loss, grads } = computeGrads(model, x, { labels }, crossEntropyBothHeads, 1);
+    tf.dispose([loss, ...grads.values()]);
   };
   step();
   step();

@@ -91,7 +91,7 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
       matmul: o.matmul,
     })
     : undefined;
-  const xData = x.dataSync() as Float32Array, yData = labels.dataSync() as Int32Array;
+  const xData = (await x.data()) as Float32Array, yData = (await labels.data()) as Int32Array;
   const shape: [number, number, number, number] = [B, S, S, model.config.inChans];
   const once = async () => {
     if (dp) {
@@ -100,13 +100,16 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
         usedMicro = dp.lastMicroBatches;
       } else await dp.predict(xData.slice(), shape);
     } else if (opt) {
-      const { grads, microBatches } = computeGrads(model, x, { labels }, crossEntropyBothHeads, micro);
+      const { loss, grads, microBatches } = computeGrads(model, x, { labels }, crossEntropyBothHeads, micro);
       opt.apply(grads, 1e-4);
       tf.dispose([...grads.values()]);
+      // Reading the loss waits for the step to finish (a GPU backend runs asynchronously).
+      await loss.data();
+      loss.dispose();
       usedMicro = microBatches;
     } else {
       const y = model.predict(x);
-      y.dataSync();
+      await y.data();
       y.dispose();
     }
   };

@@ -114,13 +114,27 @@ export function loadStateDict(model: Loadable, sd: StateDict, opts: LoadOptions 
   return { loaded: ready.size, skipped, adapted };
 }
 
-/** The model's weights as a state dict in torch layout (timm keys). */
-export function stateDictOf(model: Loadable): StateDict {
+/**
+ * The model's weights as a state dict in torch layout (timm keys), read from the device asynchronously (a GPU
+ * backend has no synchronous read under Deno).
+ */
+export async function stateDictOf(model: Loadable): Promise<StateDict> {
+  const values: Record<string, Float32Array> = {};
+  for (const k of model.torchShapes().keys()) {
+    const v = (model.params.get(k) ?? model.buffers?.get(k))!;
+    values[k] = (await v.data()) as Float32Array;
+  }
+  return stateDictFrom(model, values);
+}
+
+/** A state dict in torch layout from internal-layout values on the host (e.g. a training engine's weights). */
+export function stateDictFrom(model: Loadable, values: Record<string, Float32Array>): StateDict {
   const sd: StateDict = new Map();
   for (const [k, shape] of model.torchShapes()) {
-    const v = (model.params.get(k) ?? model.buffers?.get(k))!;
-    // dataSync may hand out the backend's own buffer: copy before anything can alias it.
-    const data = model.toTorch(k, shape, (v.dataSync() as Float32Array).slice());
+    const internal = values[k];
+    if (!internal) throw new Error(`internal: no value for ${k}`);
+    // Copy: the values may be a backend's own buffer, and toTorch may return its input.
+    const data = model.toTorch(k, shape, internal.slice());
     if (data.length !== numel(shape)) {
       throw new Error(`internal: ${k} has ${data.length} values for [${shape}]`);
     }
@@ -145,5 +159,5 @@ export async function loadCheckpoint(
 
 /** Write the model's weights as `.safetensors` (atomically: temp file + rename). */
 export async function saveSafetensors(model: Loadable, path: string, metadata: Record<string, string> = {}) {
-  await writeSafetensors(path, stateDictOf(model), metadata);
+  await writeSafetensors(path, await stateDictOf(model), metadata);
 }

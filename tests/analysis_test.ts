@@ -1,6 +1,6 @@
 /** The analysis functions: token similarity, agreement and attention rollout behave as defined. */
 import * as tf from "@tensorflow/tfjs";
-import { assert, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertRejects } from "@std/assert";
 import { agreement, attentionRollout, tokenSimilarity } from "../lib/distill/analysis.ts";
 import { buildModel } from "../lib/registry.ts";
 import { useBackend } from "./helpers.ts";
@@ -10,7 +10,7 @@ Deno.test("token similarity: one value per block, cosines in [-1, 1]; needs a di
   const m = buildModel("deit_mini_distilled_patch8_32", {}, 3);
   const x = tf.randomNormal([3, 32, 32, 3], 0, 1, "float32", 1) as tf.Tensor4D;
   const before = tf.memory().numTensors;
-  const s = tokenSimilarity(m, x);
+  const s = await tokenSimilarity(m, x);
   assertEquals(tf.memory().numTensors, before);
   assertEquals(s.blocks.length, 2);
   for (const v of [s.input, ...s.blocks, s.output]) assert(v >= -1 - 1e-6 && v <= 1 + 1e-6, `${v}`);
@@ -26,9 +26,13 @@ Deno.test("token similarity: one value per block, cosines in [-1, 1]; needs a di
       ], 1)
     ),
   );
-  const same = tokenSimilarity(m, x);
+  const same = await tokenSimilarity(m, x);
   for (const v of [same.input, ...same.blocks, same.output]) assert(Math.abs(v - 1) < 1e-5, `${v}`);
-  assertThrows(() => tokenSimilarity(buildModel("vit_mini_patch8_32"), x), Error, "distillation token");
+  await assertRejects(
+    () => tokenSimilarity(buildModel("vit_mini_patch8_32"), x),
+    Error,
+    "distillation token",
+  );
   x.dispose();
   m.dispose();
 });
@@ -37,10 +41,10 @@ Deno.test("agreement of a model with itself is 1 for every head; rollout rows ar
   await useBackend("cpu");
   const m = buildModel("deit_mini_distilled_patch8_32", {}, 4);
   const x = tf.randomNormal([5, 32, 32, 3], 0, 1, "float32", 2) as tf.Tensor4D;
-  const self = agreement(m, { predict: (z) => m.predict(z) }, x);
+  const self = await agreement(m, { predict: (z) => m.predict(z) }, x);
   assertEquals(self.both, 1);
   assertEquals(self.count, 5);
-  const r = attentionRollout(m, x);
+  const r = await attentionRollout(m, x);
   assertEquals(r.grid, 4);
   assertEquals(r.cls.length, 5);
   for (const row of [...r.cls, ...r.dist!]) {

@@ -90,9 +90,9 @@ Deno.test({
   ignore: !blas.loaded,
   fn: async () => {
     await initBackend("wasm", { matmul: "blas" });
-    const withBlas = trainTiny(5).losses;
+    const withBlas = (await trainTiny(5)).losses;
     await initBackend("wasm", { matmul: "xnnpack" });
-    const stock = trainTiny(5).losses;
+    const stock = (await trainTiny(5)).losses;
     withBlas.forEach((l, i) => {
       const e = Math.abs(l - stock[i]) / Math.abs(stock[i]);
       assert(e < 1e-5, `step ${i}: BLAS ${l} vs stock ${stock[i]} (${e})`);

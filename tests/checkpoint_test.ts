@@ -75,7 +75,7 @@ Deno.test("saved safetensors load back to identical weights (torch layout on dis
   const dir = await Deno.makeTempDir();
   const path = `${dir}/w.safetensors`;
   await saveSafetensors(m, path, { arch: "test" });
-  const onDisk = stateDictOf(m);
+  const onDisk = await stateDictOf(m);
   const ref = await fixtureDict();
   for (const [k, t] of ref) assertEquals(Array.from(onDisk.get(k)!.data), Array.from(t.data), k);
   const m2 = new VisionTransformer(modelConfig("deit_mini_distilled_patch8_32"), { seed: 9 });

@@ -63,7 +63,7 @@ Deno.test("the teacher runs frozen: its weights are unchanged after a student st
   const opt = new AdamW(student.params);
   const x = tf.randomNormal([4, 32, 32, 3], 0, 1, "float32", 5) as tf.Tensor4D;
   const labels = tf.tensor1d([0, 1, 2, 3], "int32");
-  const loss = trainStep(student, opt, x, { labels }, {
+  const loss = await trainStep(student, opt, x, { labels }, {
     lr: 1e-3,
     teacher,
     lossFn: distillLossFn("token-both", { smoothing: 0.1 }),

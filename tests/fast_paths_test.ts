@@ -12,7 +12,7 @@ import { PARITY_BACKENDS, relErr, trainTiny, useBackend } from "./helpers.ts";
 for (const backend of PARITY_BACKENDS) {
   Deno.test(`fast and reference paths train identically over 5 AdamW steps [${backend}]`, async () => {
     await useBackend(backend);
-    const fast = trainTiny(5, "fast"), ref = trainTiny(5, "reference");
+    const fast = await trainTiny(5, "fast"), ref = await trainTiny(5, "reference");
     fast.losses.forEach((l, i) => {
       const e = Math.abs(l - ref.losses[i]) / Math.abs(ref.losses[i]);
       assert(e < 1e-5, `step ${i}: fast ${l} vs reference ${ref.losses[i]} (${e})`);

@@ -17,6 +17,21 @@ export const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.
  */
 export const PARITY_BACKENDS = ["cpu", "wasm", "wasm-xnnpack"] as const;
 
+/**
+ * Whether this machine has a WebGPU adapter (CI: Mesa's software Vulkan, Debian's mesa-vulkan-drivers), and the
+ * GPU backends the parity and training tests then run on too.
+ */
+export const WEBGPU: boolean = await (async () => {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  try {
+    return !!gpu && (await gpu.requestAdapter()) !== null;
+  } catch {
+    return false;
+  }
+})();
+export const GPU_BACKENDS: readonly string[] = WEBGPU ? ["webgpu"] : [];
+export const NO_WEBGPU = "no WebGPU adapter here (install mesa-vulkan-drivers and libvulkan1)";
+
 export async function fixture(name: string): Promise<StateDict> {
   return (await readSafetensors(FIXTURES + name)).tensors;
 }
@@ -50,7 +65,10 @@ export function nchwToNhwc(data: Float32Array, shape: readonly number[]): tf.Ten
  * masks from the same seeded generator) — for tests that compare two ways of computing the same training run.
  * Returns the losses and one weight matrix at the end.
  */
-export function trainTiny(steps: number, impl: Impl = "fast"): { losses: number[]; weights: Float32Array } {
+export async function trainTiny(
+  steps: number,
+  impl: Impl = "fast",
+): Promise<{ losses: number[]; weights: Float32Array }> {
   const model = buildModel("deit_mini_distilled_patch8_32", { dropPathRate: 0.1 }, 11);
   model.impl = impl;
   const noDecay = new Set([...model.torchShapes()].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k));
@@ -59,10 +77,10 @@ export function trainTiny(steps: number, impl: Impl = "fast"): { losses: number[
   for (let i = 0; i < steps; i++) {
     const x = tf.randomNormal([4, 32, 32, 3], 0, 1, "float32", 100 + i) as tf.Tensor4D;
     const y = tf.tensor1d([i % 10, (i + 3) % 10, (i + 5) % 10, 1], "int32");
-    losses.push(trainStep(model, opt, x, { labels: y }, { lr: 5e-4 }));
+    losses.push(await trainStep(model, opt, x, { labels: y }, { lr: 5e-4 }));
     tf.dispose([x, y]);
   }
-  const weights = (model.params.get("blocks.1.mlp.fc2.weight")!.dataSync() as Float32Array).slice();
+  const weights = ((await model.params.get("blocks.1.mlp.fc2.weight")!.data()) as Float32Array).slice();
   opt.dispose();
   model.dispose();
   return { losses, weights };

@@ -20,7 +20,15 @@ import {
 import { RegNet, regnetStages } from "../lib/distill/regnet.ts";
 import { AdamW } from "../lib/train/optim.ts";
 import { evalTransform } from "../lib/data/eval_transform.ts";
-import { fixture, FIXTURES, nchwToNhwc, PARITY_BACKENDS, relErr, useBackend } from "./helpers.ts";
+import {
+  fixture,
+  FIXTURES,
+  GPU_BACKENDS,
+  nchwToNhwc,
+  PARITY_BACKENDS,
+  relErr,
+  useBackend,
+} from "./helpers.ts";
 
 function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number) {
   const e = relErr(got, want);
@@ -31,7 +39,7 @@ const hasNaN = (t: tf.Tensor) => tf.tidy(() => tf.any(tf.isNaN(t)).dataSync()[0]
 
 // --- parity with timm ----------------------------------------------------------------------------------------
 
-for (const backend of PARITY_BACKENDS) {
+for (const backend of [...PARITY_BACKENDS, ...GPU_BACKENDS]) {
   Deno.test(`regnety_mini eval logits match timm [${backend}]`, async () => {
     await useBackend(backend);
     const model = buildModel("regnety_mini");
@@ -47,7 +55,7 @@ for (const backend of PARITY_BACKENDS) {
     const evalForward = model.forward(x, { training: false }).cls;
     assertEquals(logits.shape, [2, 10]);
     for (const [what, t] of [["predict", logits], ["forward(eval)", evalForward]] as const) {
-      const e = relErr(t.dataSync(), c.get("eval_logits")!.data);
+      const e = relErr(await t.data(), c.get("eval_logits")!.data);
       console.log(`  regnety_mini ${what}, ${backend}: relative error ${e.toExponential(2)}`);
       assert(e < 1e-4, `${what} eval_logits: relative error ${e.toExponential(2)}`);
     }

@@ -126,7 +126,7 @@ Deno.test("loadRunModel with ema: the flat internal-layout EMA comes back in tim
   // A checkpoint whose EMA equals the live weights (as after one update with decay 0): stored as the trainer
   // stores it, flat and in the internal layout (linear weights [in, out], the patch embedding [p·p·C, D]).
   const m = buildVit("deit_micro_patch7_28", { numClasses: 10, imgSize: 28 }, 5);
-  const sd = stateDictOf(m);
+  const sd = await stateDictOf(m);
   for (const [k, v] of m.params) {
     const data = v.dataSync() as Float32Array;
     sd.set(`_train.ema.${k}`, { dtype: "F32", shape: [data.length], data: data.slice() });

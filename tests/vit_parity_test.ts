@@ -1,6 +1,7 @@
 /**
  * Parity with the reference implementation (timm + DeiT, PyTorch 1.13) on the fixtures in
- * shared/fixtures/reference, on every backend in PARITY_BACKENDS. Tolerances from the fixtures' README:
+ * shared/fixtures/reference, on every backend in PARITY_BACKENDS, and on WebGPU where an adapter exists (Mesa's
+ * software adapter in CI). Tolerances from the fixtures' README:
  * logits/features 1e-4 relative, gradients 1e-3, losses 1e-5.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -9,7 +10,15 @@ import { VisionTransformer } from "../lib/vit/model.ts";
 import { modelConfig } from "../lib/registry.ts";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
 import { resamplePosEmbed } from "../lib/vit/posembed.ts";
-import { fixture, FIXTURES, nchwToNhwc, PARITY_BACKENDS, relErr, useBackend } from "./helpers.ts";
+import {
+  fixture,
+  FIXTURES,
+  GPU_BACKENDS,
+  nchwToNhwc,
+  PARITY_BACKENDS,
+  relErr,
+  useBackend,
+} from "./helpers.ts";
 import type { Impl } from "../lib/vit/layers.ts";
 
 /** Both implementations of every op: the fast one (lib/ops.ts) and the plain tf formulation. */
@@ -24,7 +33,11 @@ function ce(logits: tf.Tensor2D, labels: Int32Array, classes: number): tf.Scalar
   return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(labels, "int32"), classes), logits);
 }
 
-for (const [backend, impl] of PARITY_BACKENDS.flatMap((b) => IMPLS.map((i) => [b, i] as const))) {
+for (
+  const [backend, impl] of [...PARITY_BACKENDS, ...GPU_BACKENDS].flatMap((b) =>
+    IMPLS.map((i) => [b, i] as const)
+  )
+) {
   Deno.test(`vit_mini eval logits match timm [${backend}, ${impl}]`, async () => {
     await useBackend(backend);
     const model = new VisionTransformer(modelConfig("vit_mini_patch8_32"), { impl });
@@ -33,7 +46,7 @@ for (const [backend, impl] of PARITY_BACKENDS.flatMap((b) => IMPLS.map((i) => [b
     const input = c.get("input")!;
     const x = nchwToNhwc(input.data as Float32Array, input.shape);
     const logits = model.predict(x);
-    close("eval_logits", logits.dataSync(), c.get("eval_logits")!.data, 1e-4);
+    close("eval_logits", await logits.data(), c.get("eval_logits")!.data, 1e-4);
     tf.dispose([x, logits]);
     model.dispose();
   });
@@ -49,10 +62,10 @@ for (const [backend, impl] of PARITY_BACKENDS.flatMap((b) => IMPLS.map((i) => [b
       const x = nchwToNhwc(input.data as Float32Array, input.shape);
 
       const evalLogits = model.predict(x);
-      close("eval_logits", evalLogits.dataSync(), c.get("eval_logits")!.data, 1e-4);
+      close("eval_logits", await evalLogits.data(), c.get("eval_logits")!.data, 1e-4);
       const feats = tf.tidy(() => model.forwardFeatures(x).tokens);
       assertEquals(feats.shape, [3, 18, 48]);
-      close("features", feats.dataSync(), c.get("features")!.data, 1e-4);
+      close("features", await feats.data(), c.get("features")!.data, 1e-4);
 
       const label = c.get("label")!.data as Int32Array;
       const teacher = c.get("teacher_label")!.data as Int32Array;
@@ -61,10 +74,10 @@ for (const [backend, impl] of PARITY_BACKENDS.flatMap((b) => IMPLS.map((i) => [b
         const out = model.forward(x, { training: true });
         return tf.add(tf.mul(ce(out.cls, label, 10), 0.5), tf.mul(ce(out.dist!, teacher, 10), 0.5));
       }, names.map((n) => model.params.get(n)!));
-      close("loss", value.dataSync(), c.get("loss")!.data, 1e-5);
+      close("loss", await value.data(), c.get("loss")!.data, 1e-5);
       const train = model.forward(x, { training: true });
-      close("train_cls_logits", train.cls.dataSync(), c.get("train_cls_logits")!.data, 1e-4);
-      close("train_dist_logits", train.dist!.dataSync(), c.get("train_dist_logits")!.data, 1e-4);
+      close("train_cls_logits", await train.cls.data(), c.get("train_cls_logits")!.data, 1e-4);
+      close("train_dist_logits", await train.dist!.data(), c.get("train_dist_logits")!.data, 1e-4);
 
       const shapes = model.torchShapes();
       let checked = 0;
@@ -74,7 +87,7 @@ for (const [backend, impl] of PARITY_BACKENDS.flatMap((b) => IMPLS.map((i) => [b
         const v = model.params.get(n)!;
         const g = grads[v.name];
         assert(g, `no gradient for ${n}`);
-        const got = model.toTorch(n, shapes.get(n)!, (g.dataSync() as Float32Array).slice());
+        const got = model.toTorch(n, shapes.get(n)!, ((await g.data()) as Float32Array).slice());
         close(`grad.${n}`, got, want.data, 1e-3);
         checked++;
       }
@@ -101,6 +114,6 @@ Deno.test("a checkpoint with another position grid is resampled on load", async 
   assert(report.adapted[0].includes("4×4 to a 6×6"));
   const ckpt = await fixture("vit_mini_distilled.safetensors");
   const want = resamplePosEmbed(ckpt.get("pos_embed")!.data as Float32Array, 2, 4, 6, 48);
-  close("pos_embed", model.params.get("pos_embed")!.dataSync(), want, 1e-6);
+  close("pos_embed", await model.params.get("pos_embed")!.data(), want, 1e-6);
   model.dispose();
 });

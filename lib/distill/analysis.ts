@@ -6,15 +6,20 @@
 import * as tf from "@tensorflow/tfjs";
 import type { VisionTransformer } from "../vit/model.ts";
 import type { Teacher } from "../train/step.ts";
-import { scoped } from "../scoped.ts";
 
-/** Mean over `[B, D]` rows of cos(a_i, b_i). */
-function meanCosine(a: tf.Tensor2D, b: tf.Tensor2D): number {
-  return scoped(() => {
-    const dot = tf.sum(tf.mul(a, b), 1);
-    const na = tf.norm(a, 2, 1), nb = tf.norm(b, 2, 1);
-    return tf.mean(tf.div(dot, tf.mul(na, nb))).dataSync()[0];
-  });
+/** Mean over `[B, D]` rows of cos(a_i, b_i), as a scalar tensor. */
+function meanCosine(a: tf.Tensor2D, b: tf.Tensor2D): tf.Scalar {
+  const dot = tf.sum(tf.mul(a, b), 1);
+  const na = tf.norm(a, 2, 1), nb = tf.norm(b, 2, 1);
+  return tf.mean(tf.div(dot, tf.mul(na, nb)));
+}
+
+/** Scalars' values, read back in one asynchronous transfer (every backend, WebGPU included). */
+async function readScalars(ts: tf.Scalar[]): Promise<number[]> {
+  const all = tf.stack(ts);
+  const v = Array.from(await all.data());
+  tf.dispose([all, ...ts]);
+  return v;
 }
 
 export interface TokenSimilarity {
@@ -27,9 +32,9 @@ export interface TokenSimilarity {
 }
 
 /** Cosine similarity of the class and distillation tokens, layer by layer, on images `x`. */
-export function tokenSimilarity(model: VisionTransformer, x: tf.Tensor4D): TokenSimilarity {
+export async function tokenSimilarity(model: VisionTransformer, x: tf.Tensor4D): Promise<TokenSimilarity> {
   if (!model.config.distilled) throw new Error("token similarity needs a model with a distillation token");
-  return scoped(() => {
+  const cosines = tf.tidy(() => {
     const D = model.config.embedDim;
     const p = (n: string) => model.params.get(n)!;
     const pos = p("pos_embed");
@@ -45,15 +50,16 @@ export function tokenSimilarity(model: VisionTransformer, x: tf.Tensor4D): Token
     const B = x.shape[0];
     const tok = (h: tf.Tensor3D, i: number) =>
       tf.reshape(tf.slice(h, [0, i, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
-    const blocks = f.blocks!.map((h) => meanCosine(tok(h, 0), tok(h, 1)));
-    const out = {
-      input: meanCosine(cls0 as tf.Tensor2D, dist0 as tf.Tensor2D),
-      blocks,
-      output: meanCosine(tok(f.tokens, 0), tok(f.tokens, 1)),
-    };
+    const out = [
+      meanCosine(cls0 as tf.Tensor2D, dist0 as tf.Tensor2D),
+      ...f.blocks!.map((h) => meanCosine(tok(h, 0), tok(h, 1))),
+      meanCosine(tok(f.tokens, 0), tok(f.tokens, 1)),
+    ];
     tf.dispose(f.blocks!); // kept out of tidy scopes by forwardFeatures
     return out;
   });
+  const v = await readScalars(cosines);
+  return { input: v[0], blocks: v.slice(1, -1), output: v[v.length - 1] };
 }
 
 export interface Agreement {
@@ -67,18 +73,21 @@ export interface Agreement {
 }
 
 /** Student–teacher top-1 agreement per head on images `x` (the paper's disagreement analysis). */
-export function agreement(student: VisionTransformer, teacher: Teacher, x: tf.Tensor4D): Agreement {
-  return scoped(() => {
+export async function agreement(
+  student: VisionTransformer,
+  teacher: Teacher,
+  x: tf.Tensor4D,
+): Promise<Agreement> {
+  const shares = tf.tidy(() => {
     const t = tf.argMax(teacher.predict(x), 1);
     const out = student.forward(x);
-    const share = (z: tf.Tensor2D) => tf.mean(tf.cast(tf.equal(tf.argMax(z, 1), t), "float32")).dataSync()[0];
-    return {
-      cls: share(out.cls),
-      dist: out.dist ? share(out.dist) : null,
-      both: out.dist ? share(tf.div(tf.add(out.cls, out.dist), 2) as tf.Tensor2D) : null,
-      count: x.shape[0],
-    };
+    const share = (z: tf.Tensor2D) => tf.mean(tf.cast(tf.equal(tf.argMax(z, 1), t), "float32")) as tf.Scalar;
+    return out.dist
+      ? [share(out.cls), share(out.dist), share(tf.div(tf.add(out.cls, out.dist), 2) as tf.Tensor2D)]
+      : [share(out.cls)];
   });
+  const [cls, dist, both] = await readScalars(shares);
+  return { cls, dist: dist ?? null, both: both ?? null, count: x.shape[0] };
 }
 
 export interface AttentionMaps {
@@ -95,29 +104,32 @@ export interface AttentionMaps {
  * renormalised; the blocks' matrices multiplied from the input up. The prefix tokens' rows, restricted to the
  * patch columns, show where each token draws its information from.
  */
-export function attentionRollout(model: VisionTransformer, x: tf.Tensor4D): AttentionMaps {
+export async function attentionRollout(model: VisionTransformer, x: tf.Tensor4D): Promise<AttentionMaps> {
   const f = model.forwardFeatures(x, { attention: true });
+  let roll: tf.Tensor3D | undefined;
   try {
-    return scoped(() => {
+    roll = tf.tidy(() => {
       const [B, , T] = f.attention![0].shape;
       const eye = tf.eye(T).expandDims(0);
-      let roll = tf.tile(eye, [B, 1, 1]) as tf.Tensor3D;
+      let r = tf.tile(eye, [B, 1, 1]) as tf.Tensor3D;
       for (const a of f.attention!) {
         const m = tf.add(tf.mean(a, 1), eye); // [B, T, T]
         const norm = tf.div(m, tf.sum(m, -1, true)) as tf.Tensor3D;
-        roll = tf.matMul(norm, roll);
+        r = tf.matMul(norm, r);
       }
-      const prefix = model.config.distilled ? 2 : 1;
-      const grid = model.config.imgSize / model.config.patchSize;
-      const data = roll.dataSync() as Float32Array;
-      const row = (b: number, i: number) => data.slice((b * T + i) * T + prefix, (b * T + i + 1) * T);
-      return {
-        grid,
-        cls: Array.from({ length: B }, (_, b) => row(b, 0)),
-        dist: model.config.distilled ? Array.from({ length: B }, (_, b) => row(b, 1)) : null,
-      };
+      return r;
     });
+    const [B, T] = roll.shape;
+    const prefix = model.config.distilled ? 2 : 1;
+    const grid = model.config.imgSize / model.config.patchSize;
+    const data = (await roll.data()) as Float32Array;
+    const row = (b: number, i: number) => data.slice((b * T + i) * T + prefix, (b * T + i + 1) * T);
+    return {
+      grid,
+      cls: Array.from({ length: B }, (_, b) => row(b, 0)),
+      dist: model.config.distilled ? Array.from({ length: B }, (_, b) => row(b, 1)) : null,
+    };
   } finally {
-    tf.dispose([f.tokens, ...f.attention!]);
+    tf.dispose([f.tokens, ...f.attention!, ...(roll ? [roll] : [])]);
   }
 }

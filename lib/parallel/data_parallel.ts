@@ -5,9 +5,8 @@
  * engine makes on the whole batch (up to float rounding; tests/parallel_test.ts). The same mechanism is how one
  * run could later spread over several devices.
  */
-import type * as tf from "@tensorflow/tfjs";
 import type { ConcreteBackend, MatMulChoice } from "../backend.ts";
-import { noWeightDecay } from "../train/optim.ts";
+import { noWeightDecay, readAll } from "../train/optim.ts";
 import type { Loadable } from "../checkpoint.ts";
 import type { Impl } from "../vit/layers.ts";
 import type { TrainableModel } from "../train/step.ts";
@@ -64,7 +63,7 @@ export class DataParallel {
     opts: DataParallelOptions,
   ): Promise<DataParallel> {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`workers must be ≥ 1`);
-    const params = snapshot(model.params), buffers = snapshot(model.buffers ?? new Map());
+    const params = await readAll(model.params), buffers = await readAll(model.buffers ?? new Map());
     const weights = { ...params, ...buffers };
     const count = (r: Record<string, Float32Array>) => Object.values(r).reduce((a, w) => a + w.length, 0);
     const numParams = count(params), numBuffers = count(buffers);
@@ -75,8 +74,8 @@ export class DataParallel {
         name: opts.teacher.name,
         overrides: opts.teacher.overrides ?? {},
         state: {
-          ...snapshot(opts.teacher.model.params),
-          ...snapshot(opts.teacher.model.buffers ?? new Map()),
+          ...(await readAll(opts.teacher.model.params)),
+          ...(await readAll(opts.teacher.model.buffers ?? new Map())),
         },
       }
       : undefined;
@@ -182,10 +181,12 @@ export class DataParallel {
 
   /** Micro-batches each worker used in its last step (gradient accumulation when > 1). */
   lastMicroBatches = 1;
-  /** Global gradient norm before clipping in the last step (NaN when clipping is off). */
-  lastGradNorm = NaN;
 
-  /** One optimiser step on the whole batch; returns its mean loss. */
+  /**
+   * One optimiser step on the whole batch. With `readLoss` (the default) it returns the mean loss of this step
+   * and of every earlier step whose loss was not read yet, oldest first; without it the losses stay on the
+   * device and it returns [] — a GPU engine then copies nothing back per step (read every few steps instead).
+   */
   async step(
     x: Float32Array,
     shape: [number, number, number, number],
@@ -193,19 +194,27 @@ export class DataParallel {
     lr: number,
     microBatches: MicroBatches = "auto",
     target?: Float32Array,
-  ): Promise<number> {
+    readLoss = true,
+  ): Promise<number[]> {
     if (shape[0] < this.size) throw new Error(`batch ${shape[0]} is smaller than the ${this.size} workers`);
     const shards = this.#shards(x, shape, labels, target);
     const replies = await Promise.all(shards.map((shard, rank) =>
       this.#ask(
         rank,
-        { type: "step", id: this.#nextId++, shard, lr, totalBatch: shape[0], microBatches },
+        { type: "step", id: this.#nextId++, shard, lr, totalBatch: shape[0], microBatches, readLoss },
         [shard.x.buffer as ArrayBuffer, shard.labels.buffer as ArrayBuffer],
       )
     ));
-    this.lastGradNorm = replies[0].type === "step" ? replies[0].gradNorm : NaN;
     this.lastMicroBatches = Math.max(...replies.map((r) => (r.type === "step" ? r.microBatches : 1)));
-    return replies.reduce((a, r) => a + (r.type === "step" ? r.loss : 0), 0);
+    return sumLosses(replies.map((r) => (r.type === "step" ? r.losses : [])));
+  }
+
+  /** The mean losses of the steps not read back yet, oldest first. */
+  async readLosses(): Promise<number[]> {
+    const replies = await Promise.all(
+      this.#workers.map((_, r) => this.#ask(r, { type: "losses", id: this.#nextId++ })),
+    );
+    return sumLosses(replies.map((r) => (r.type === "losses" ? r.losses : [])));
   }
 
   /** Eval-mode logits `[B, classes]` (flat) of `head`, the batch split over the workers. */
@@ -263,6 +272,8 @@ export class DataParallel {
   }
 }
 
-function snapshot(vars: Map<string, tf.Variable>): Record<string, Float32Array> {
-  return Object.fromEntries([...vars].map(([k, v]) => [k, (v.dataSync() as Float32Array).slice()]));
+/** Per-step batch losses from every worker's shares (each worker's list is in step order). */
+function sumLosses(perWorker: number[][]): number[] {
+  const n = Math.max(0, ...perWorker.map((l) => l.length));
+  return Array.from({ length: n }, (_, i) => perWorker.reduce((a, l) => a + (l[i] ?? 0), 0));
 }

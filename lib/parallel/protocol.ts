@@ -80,7 +80,18 @@ export interface InitMessage {
 
 export type Request =
   | InitMessage
-  | { type: "step"; id: number; shard: Shard; lr: number; totalBatch: number; microBatches: MicroBatches }
+  | {
+    type: "step";
+    id: number;
+    shard: Shard;
+    lr: number;
+    totalBatch: number;
+    microBatches: MicroBatches;
+    /** Read back the losses of this step and the unread ones before it (else they stay on the device). */
+    readLoss: boolean;
+  }
+  /** Read back the losses not read yet. */
+  | { type: "losses"; id: number }
   | { type: "predict"; id: number; shard: Shard; head: "cls" | "dist" | "both" }
   | { type: "getState"; id: number }
   | { type: "setState"; id: number; state: WorkerState }
@@ -88,7 +99,9 @@ export type Request =
 
 export type Reply =
   | { type: "ready"; rank: number }
-  | { type: "step"; id: number; loss: number; microBatches: number; gradNorm: number }
+  /** `losses`: this worker's share of each step's loss read back by this request, oldest first. */
+  | { type: "step"; id: number; losses: number[]; microBatches: number }
+  | { type: "losses"; id: number; losses: number[] }
   | { type: "predict"; id: number; logits: Float32Array; classes: number }
   | { type: "getState"; id: number; state: WorkerState }
   | { type: "setState"; id: number }

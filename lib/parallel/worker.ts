@@ -7,13 +7,24 @@
  * worker's slot of the shared buffer; a barrier; then every worker adds the slots in rank order (the same
  * floats in the same order, so the same result everywhere), clips and applies the same update — replicas stay
  * identical without sending weights around.
+ *
+ * A single worker (one engine on a GPU, or one core) skips the exchange: forward, backward, clipping, AdamW and
+ * EMA stay on the device, and the loss is read back only when the caller asks for it (every few steps), so a
+ * step copies nothing but its batch to the device. Every read is asynchronous (`await t.data()`): tfjs's WebGPU
+ * backend has no synchronous read under Deno.
  */
 /// <reference lib="deno.worker" />
 import * as tf from "@tensorflow/tfjs";
 import { blasThreadBudget, initBackend } from "../backend.ts";
 import { VisionTransformer } from "../vit/model.ts";
-import { AdamW, clipGradNorm, Ema, type Optimizer, Sgd } from "../train/optim.ts";
-import { computeGrads, crossEntropyBothHeads, type LossFn, type Targets } from "../train/step.ts";
+import { AdamW, Ema, type Optimizer, readAll, Sgd } from "../train/optim.ts";
+import {
+  applyUpdate,
+  computeGrads,
+  crossEntropyBothHeads,
+  type LossFn,
+  type Targets,
+} from "../train/step.ts";
 import { distillLossFn } from "../distill/modes.ts";
 import { type AnyModel, buildModel } from "../registry.ts";
 import { BARRIER_BYTES, type InitMessage, type Reply, type Request, type WorkerState } from "./protocol.ts";
@@ -28,6 +39,9 @@ let names: string[] = [];
 let offsets: number[] = [];
 let bufNames: string[] = [];
 let bufOffsets: number[] = [];
+/** Each step's mean loss on this shard, on the device, not yet read back, and the shard's share of the batch. */
+let unread: tf.Scalar[] = [];
+let unreadWeights: number[] = [];
 
 /** Parameters and buffers (BatchNorm running statistics) of the student. */
 const buffersOf = (m: AnyModel) => (m as { buffers?: Map<string, tf.Variable> }).buffers ?? new Map();
@@ -59,8 +73,16 @@ function assignAll(vars: Map<string, tf.Variable>, values: Record<string, Float3
   }
 }
 
-const snapshot = (vars: Map<string, tf.Variable>) =>
-  Object.fromEntries([...vars].map(([k, v]) => [k, (v.dataSync() as Float32Array).slice()]));
+/** The unread losses, read back in one transfer. */
+async function readLosses(): Promise<number[]> {
+  if (unread.length === 0) return [];
+  const all = tf.stack(unread);
+  const values = Array.from(await all.data(), (v, i) => v * unreadWeights[i]);
+  tf.dispose([all, ...unread]);
+  unread = [];
+  unreadWeights = [];
+  return values;
+}
 
 function layout(vars: Map<string, tf.Variable>): [string[], number[]] {
   const keys = [...vars.keys()];
@@ -108,9 +130,8 @@ function setup(msg: InitMessage) {
   if (msg.emaDecay > 0 && msg.rank === 0) ema = new Ema(model.params, msg.emaDecay);
 }
 
-function step(msg: Extract<Request, { type: "step" }>): Reply {
+async function step(msg: Extract<Request, { type: "step" }>): Promise<Reply> {
   const { sab, worldSize, rank, numParams, numBuffers } = init;
-  const slot = numParams + numBuffers;
   const { x: xs, shape, labels: ls, target: ts } = msg.shard;
   const x = tf.tensor4d(xs, shape);
   const targets: Targets = { labels: tf.tensor1d(ls, "int32") };
@@ -120,21 +141,45 @@ function step(msg: Extract<Request, { type: "step" }>): Reply {
   const { loss, grads, microBatches } = computeGrads(model, x, targets, lossFn, msg.microBatches);
   tf.dispose([x, targets.labels, targets.soft!, targets.teacher!].filter(Boolean));
   const weight = shape[0] / msg.totalBatch;
+  unread.push(loss);
+  unreadWeights.push(weight);
+  const update = worldSize === 1
+    ? grads
+    : await allReduce(grads, weight, sab, worldSize, rank, numParams, numBuffers);
+  applyUpdate(opt, update, model.params, { lr: msg.lr, clipGrad: init.clipGrad, ema })?.dispose();
+  return { type: "step", id: msg.id, losses: msg.readLoss ? await readLosses() : [], microBatches };
+}
+
+/**
+ * Gradients (scaled by this shard's share of the batch) and BatchNorm running statistics summed over the
+ * workers through the shared buffer: every worker adds the slots in rank order, so all get the same floats.
+ * Disposes `grads`; returns the summed gradients as new tensors.
+ */
+async function allReduce(
+  grads: Map<string, tf.Tensor>,
+  weight: number,
+  sab: SharedArrayBuffer,
+  worldSize: number,
+  rank: number,
+  numParams: number,
+  numBuffers: number,
+): Promise<Map<string, tf.Tensor>> {
+  const slot = numParams + numBuffers;
   const slots = new Float32Array(sab, 0, worldSize * slot);
   const mine = slots.subarray(rank * slot, (rank + 1) * slot);
-  names.forEach((n, i) => {
-    const g = grads.get(n)!.dataSync() as Float32Array;
+  for (const [i, n] of names.entries()) {
+    const g = (await grads.get(n)!.data()) as Float32Array;
     const dst = mine.subarray(offsets[i], offsets[i] + g.length);
     for (let j = 0; j < g.length; j++) dst[j] = g[j] * weight;
-  });
+  }
   tf.dispose([...grads.values()]);
   // BatchNorm running statistics, updated by this shard's forward pass, are averaged over the workers (the
   // replicas would drift apart otherwise).
-  bufNames.forEach((n, i) => {
-    const b = buffersOf(model).get(n)!.dataSync() as Float32Array;
+  for (const [i, n] of bufNames.entries()) {
+    const b = (await buffersOf(model).get(n)!.data()) as Float32Array;
     const dst = mine.subarray(numParams + bufOffsets[i], numParams + bufOffsets[i] + b.length);
     for (let j = 0; j < b.length; j++) dst[j] = b[j] / worldSize;
-  });
+  }
   barrier(sab, worldSize);
   // Every worker reduces all slots in rank order: identical sums, identical updates.
   const total = new Float32Array(slot);
@@ -154,11 +199,7 @@ function step(msg: Extract<Request, { type: "step" }>): Reply {
     const v = model.params.get(n)!;
     summed.set(n, tf.tensor(total.subarray(offsets[i], offsets[i] + v.size), v.shape, "float32"));
   });
-  const gradNorm = init.clipGrad > 0 ? clipGradNorm(summed, init.clipGrad) : NaN;
-  opt.apply(summed, msg.lr);
-  tf.dispose([...summed.values()]);
-  ema?.update(model.params);
-  return { type: "step", id: msg.id, loss: loss * weight, microBatches, gradNorm };
+  return summed;
 }
 
 async function handle(msg: Request) {
@@ -174,7 +215,10 @@ async function handle(msg: Request) {
       post({ type: "ready", rank: msg.rank });
       return;
     case "step":
-      post(step(msg));
+      post(await step(msg));
+      return;
+    case "losses":
+      post({ type: "losses", id: msg.id, losses: await readLosses() });
       return;
     case "predict": {
       const x = tf.tensor4d(msg.shard.x, msg.shard.shape);
@@ -191,11 +235,11 @@ async function handle(msg: Request) {
     }
     case "getState": {
       const state: WorkerState = {
-        weights: { ...snapshot(model.params), ...snapshot(buffersOf(model)) },
-        optim: opt.getState(),
+        weights: { ...(await readAll(model.params)), ...(await readAll(buffersOf(model))) },
+        optim: await opt.getState(),
         rng: model.rng.state,
       };
-      if (ema) state.ema = snapshot(ema.shadow);
+      if (ema) state.ema = await readAll(ema.shadow);
       post({ type: "getState", id: msg.id, state });
       return;
     }

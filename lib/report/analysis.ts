@@ -86,9 +86,13 @@ export function evaluateHead(
   imgSize: number,
   head: "cls" | "dist" | "both" = "cls",
 ): Promise<EvalMetrics> {
-  return evaluateDataset(data, imgSize, 128, (x, shape) => {
-    const logits = scoped(() => headLogits(model, tf.tensor4d(x, shape), head).dataSync() as Float32Array);
-    return Promise.resolve(logits);
+  return evaluateDataset(data, imgSize, 128, async (x, shape) => {
+    const logits = scoped(() => headLogits(model, tf.tensor4d(x, shape), head));
+    try {
+      return (await logits.data()) as Float32Array;
+    } finally {
+      logits.dispose();
+    }
   });
 }
 
@@ -147,19 +151,19 @@ export async function distillAnalyses(root: string, n: number): Promise<DistillA
   const four = await evalBatch(test, size, 4);
   try {
     const vit = student as VisionTransformer;
-    const similarity = tokenSimilarity(vit, batch.x);
+    const similarity = await tokenSimilarity(vit, batch.x);
     const agreementRows: DistillAnalyses["agreement"] = [];
     for (const [name, dir] of dirs.students) {
       const { model } = await loadRunModel(dir);
       try {
-        const a = agreement(model as VisionTransformer, teacher as RegNet, batch.x);
+        const a = await agreement(model as VisionTransformer, teacher as RegNet, batch.x);
         const pct = (v: number | null) => (v === null ? null : 100 * v);
         agreementRows.push({ student: name, cls: 100 * a.cls, dist: pct(a.dist), both: pct(a.both) });
       } finally {
         model.dispose();
       }
     }
-    const maps = attentionRollout(vit, four.x);
+    const maps = await attentionRollout(vit, four.x);
     const images: ImageU8[] = [];
     for (let i = 0; i < 4; i++) images.push((await test.get(i)).image);
     return {

@@ -27,13 +27,20 @@ export interface OptimizerState {
   slots: Record<string, Record<string, Float32Array>>;
 }
 
-function exportSlots(slots: Record<string, Map<string, tf.Variable>>): OptimizerState["slots"] {
-  return Object.fromEntries(
-    Object.entries(slots).map(([name, m]) => [
-      name,
-      Object.fromEntries([...m].map(([k, t]) => [k, (t.dataSync() as Float32Array).slice()])),
-    ]),
-  );
+/** Tensors' values on the host, read asynchronously (a GPU backend has no synchronous read under Deno). */
+export async function readAll(vars: ReadonlyMap<string, tf.Tensor>): Promise<Record<string, Float32Array>> {
+  const out: Record<string, Float32Array> = {};
+  // `data()` may hand out the backend's own buffer: copy before anything can alias it.
+  for (const [k, t] of vars) out[k] = ((await t.data()) as Float32Array).slice();
+  return out;
+}
+
+async function exportSlots(
+  slots: Record<string, Map<string, tf.Variable>>,
+): Promise<OptimizerState["slots"]> {
+  const out: OptimizerState["slots"] = {};
+  for (const [name, m] of Object.entries(slots)) out[name] = await readAll(m);
+  return out;
 }
 
 function importSlots(slots: Record<string, Map<string, tf.Variable>>, s: OptimizerState["slots"]): void {
@@ -44,6 +51,14 @@ function importSlots(slots: Record<string, Map<string, tf.Variable>>, s: Optimiz
       t.assign(tf.tensor(d, t.shape, "float32"));
     }
   }
+}
+
+/** A zero-filled, non-trainable variable of `p`'s shape (the temporary tensor is released: no leak). */
+function slotLike(p: tf.Variable): tf.Variable {
+  const zeros = tf.zerosLike(p);
+  const v = tf.variable(zeros, false);
+  zeros.dispose();
+  return v;
 }
 
 export class AdamW implements Optimizer {
@@ -64,8 +79,8 @@ export class AdamW implements Optimizer {
     this.weightDecay = opts.weightDecay ?? 0.05;
     this.noDecay = opts.noDecay ?? new Set();
     for (const [k, p] of params) {
-      this.#m.set(k, tf.variable(tf.zerosLike(p), false));
-      this.#v.set(k, tf.variable(tf.zerosLike(p), false));
+      this.#m.set(k, slotLike(p));
+      this.#v.set(k, slotLike(p));
     }
   }
 
@@ -99,8 +114,8 @@ export class AdamW implements Optimizer {
     });
   }
 
-  getState(): OptimizerState {
-    return { step: this.#step, slots: exportSlots({ m: this.#m, v: this.#v }) };
+  async getState(): Promise<OptimizerState> {
+    return { step: this.#step, slots: await exportSlots({ m: this.#m, v: this.#v }) };
   }
 
   setState(s: OptimizerState): void {
@@ -116,7 +131,7 @@ export class AdamW implements Optimizer {
 /** What the training loop needs of an optimiser. */
 export interface Optimizer {
   apply(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void;
-  getState(): OptimizerState;
+  getState(): Promise<OptimizerState>;
   setState(s: OptimizerState): void;
   dispose(): void;
 }
@@ -142,7 +157,7 @@ export class Sgd implements Optimizer {
     this.momentum = opts.momentum ?? 0.9;
     this.weightDecay = opts.weightDecay ?? 0;
     this.noDecay = opts.noDecay ?? new Set();
-    for (const [k, p] of params) this.#buf.set(k, tf.variable(tf.zerosLike(p), false));
+    for (const [k, p] of params) this.#buf.set(k, slotLike(p));
   }
 
   apply(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
@@ -162,8 +177,8 @@ export class Sgd implements Optimizer {
     this.#started = true;
   }
 
-  getState(): OptimizerState {
-    return { step: this.#started ? 1 : 0, slots: exportSlots({ buf: this.#buf }) };
+  async getState(): Promise<OptimizerState> {
+    return { step: this.#started ? 1 : 0, slots: await exportSlots({ buf: this.#buf }) };
   }
 
   setState(s: OptimizerState): void {
@@ -177,20 +192,21 @@ export class Sgd implements Optimizer {
 }
 
 /**
- * Scale gradients so that their global L2 norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_).
- * Returns the norm before clipping; the returned map holds new tensors where scaled (the inputs are disposed).
+ * Scale gradients so that their global L2 norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_: the
+ * coefficient maxNorm / (norm + 1e-6), clamped at 1, multiplies every gradient). Computed on the device — nothing
+ * is read back — and returns the norm before clipping as a scalar tensor (the caller disposes it); the map's
+ * gradients are replaced by scaled ones (the inputs are disposed).
  */
-export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): number {
-  const norm = Math.sqrt(
-    tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]),
+export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): tf.Scalar {
+  const norm = tf.tidy(() =>
+    tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))) as tf.Scalar
   );
-  const scale = maxNorm / (norm + 1e-6);
-  if (scale < 1) {
-    for (const [k, g] of grads) {
-      grads.set(k, tf.mul(g, scale));
-      g.dispose();
-    }
+  const coef = tf.tidy(() => tf.minimum(tf.div(maxNorm, tf.add(norm, 1e-6)), 1));
+  for (const [k, g] of grads) {
+    grads.set(k, tf.mul(g, coef));
+    g.dispose();
   }
+  coef.dispose();
   return norm;
 }
 
@@ -201,7 +217,11 @@ export class Ema {
 
   constructor(params: Map<string, tf.Variable>, decay = 0.99996) {
     this.decay = decay;
-    for (const [k, p] of params) this.shadow.set(k, tf.variable(tf.clone(p), false));
+    for (const [k, p] of params) {
+      const copy = tf.clone(p);
+      this.shadow.set(k, tf.variable(copy, false));
+      copy.dispose(); // the variable keeps the data alive
+    }
   }
 
   update(params: Map<string, tf.Variable>): void {

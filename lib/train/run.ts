@@ -11,9 +11,8 @@
  *                          state under `_train.*` (optimiser slots, EMA) and in the metadata (epoch, loader
  *                          position, every engine's RNG, best accuracy). Written to a temporary file and renamed.
  */
-import * as tf from "@tensorflow/tfjs";
 import { type ConcreteBackend, initBackend, wasmMatMul } from "../backend.ts";
-import { type Loadable, loadCheckpoint, loadStateDict, stateDictOf } from "../checkpoint.ts";
+import { type Loadable, loadCheckpoint, loadStateDict, stateDictFrom } from "../checkpoint.ts";
 import { openDataset } from "../data/datasets.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { RepeatedAugSampler, ShuffleSampler } from "../data/sampler.ts";
@@ -32,6 +31,7 @@ import { VisionTransformer } from "../vit/model.ts";
 import type { TrainConfig } from "./config.ts";
 import { type EvalMetrics, evaluateDataset, limitDataset } from "./evaluate.ts";
 import { lrAt, scaledLr } from "./schedule.ts";
+import { readAll } from "./optim.ts";
 
 export interface RunOptions {
   config: Readonly<TrainConfig>;
@@ -158,7 +158,7 @@ interface TrainState {
 
 /** Everything needed to continue a run, as one safetensors file (weights under timm's names). */
 function checkpointTensors(model: Loadable, states: WorkerState[]): StateDict {
-  const sd = stateDictOf(model);
+  const sd = stateDictFrom(model, states[0].weights);
   const flat = (data: Float32Array) => ({ dtype: "F32" as const, shape: [data.length], data });
   for (const [slot, m] of Object.entries(states[0].optim.slots)) {
     for (const [k, v] of Object.entries(m)) sd.set(`_train.optim.${slot}.${k}`, flat(v));
@@ -292,6 +292,8 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
     inference_head: mode.inference,
     params: [...shapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0),
   };
+  // CPU engines read each step's loss as they go (a read costs nothing there); a GPU engine every 10 steps.
+  const lossReadEvery = ["wasm", "cpu"].includes(backend.name) ? 1 : 10;
   const schedule = {
     lr: derived.lr,
     epochs: cfg.epochs,
@@ -320,9 +322,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       if (m) (slots[m[1]] ??= {})[m[2]] = t.data as Float32Array;
       else if (k.startsWith("_train.ema.")) ema[k.slice("_train.ema.".length)] = t.data as Float32Array;
     }
-    const w = Object.fromEntries(
-      [...model.params].map(([k, v]) => [k, (v.dataSync() as Float32Array).slice()]),
-    );
+    const w = await readAll(model.params);
     await dp.setState(st.rng.map((rng) => ({
       weights: w,
       optim: { step: st.optim_step, slots },
@@ -362,15 +362,14 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       `${derived.steps_per_epoch} steps/epoch, ${epochs} epochs; distillation ${cfg.distillation}`,
   );
 
+  let lastWeights: Record<string, Float32Array> = {};
   const saveCheckpoint = async (
     path: string,
     state: Omit<TrainState, "format" | "rng" | "optim_step" | "model">,
   ) => {
+    // The engines hold the weights: engine 0's are written (the replicas are identical).
     const states = await dp.getState();
-    // The engines hold the weights; bring engine 0's into this thread's copy of the model to write them.
-    for (const [k, v] of [...model.params, ...(model.buffers ?? [])]) {
-      v.assign(tf.tensor(states[0].weights[k], v.shape, "float32"));
-    }
+    lastWeights = states[0].weights;
     const ts: TrainState = {
       format: 1,
       ...state,
@@ -398,6 +397,24 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
         : new Progress(derived.steps_per_epoch, `epoch ${epoch}`, { initial: loader.state.step });
       // Resuming mid-epoch: carry on the epoch's sums (seconds: the time already spent on it before the stop).
       let lossSum = partial?.loss_sum ?? 0, steps = partial?.steps ?? 0, images = partial?.images ?? 0;
+      let lossesRead = steps;
+      /** Losses read back from the engines: summed into the epoch's mean; a non-finite one stops the run. */
+      const absorb = async (losses: number[], epoch: number, lastStep: number) => {
+        for (const [i, loss] of losses.entries()) {
+          if (!Number.isFinite(loss)) {
+            const step = lastStep - (losses.length - 1 - i);
+            const good = (await exists(lastPath))
+              ? `the last good checkpoint is ${lastPath} (--resume continues from it)`
+              : "no checkpoint had been written yet";
+            throw new TrainingError(
+              `loss is ${loss} at epoch ${epoch}, step ${step}: training diverged; ${good}. ` +
+                "Lower --lr or check the data.",
+            );
+          }
+          lossSum += loss;
+          lossesRead++;
+        }
+      };
       const spentBefore = partial?.seconds ?? 0;
       partial = undefined;
       let lr = lrAt(schedule, epoch);
@@ -407,38 +424,38 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
           ? lrAt(schedule, epoch + b.step / derived.steps_per_epoch)
           : lrAt(schedule, epoch);
         const n = b.labels.length;
-        const loss = await dp.step(
-          b.x,
-          [n, imgSize, imgSize, 3],
-          b.labels,
-          lr,
-          cfg.micro_batches || "auto",
-          b.target,
+        const midEpoch = b.step + 1 < derived.steps_per_epoch;
+        // A GPU engine keeps the losses on the device and reads them every few steps; an epoch's last step
+        // reads them all (the epoch's mean goes into the log).
+        const readLoss = !midEpoch || (steps + 1) % lossReadEvery === 0;
+        await absorb(
+          await dp.step(
+            b.x,
+            [n, imgSize, imgSize, 3],
+            b.labels,
+            lr,
+            cfg.micro_batches || "auto",
+            b.target,
+            readLoss,
+          ),
+          epoch,
+          b.step,
         );
-        if (!Number.isFinite(loss)) {
-          const good = (await exists(lastPath))
-            ? `the last good checkpoint is ${lastPath} (--resume continues from it)`
-            : "no checkpoint had been written yet";
-          throw new TrainingError(
-            `loss is ${loss} at epoch ${epoch}, step ${b.step}: training diverged; ${good}. Lower --lr or check the data.`,
-          );
-        }
-        lossSum += loss;
         steps++;
         images += n;
         globalStep++;
         const secs = spentBefore + (performance.now() - t0) / 1000;
         progress?.update(
           b.step + 1,
-          `loss ${(lossSum / steps).toFixed(4)} ${(images / secs).toFixed(1)} im/s`,
+          `loss ${lossesRead ? (lossSum / lossesRead).toFixed(4) : "—"} ${(images / secs).toFixed(1)} im/s`,
         );
         // Mid-epoch checkpoints keep long epochs resumable; an interruption writes one and stops.
-        const midEpoch = b.step + 1 < derived.steps_per_epoch;
         const stop = midEpoch && o.signal?.aborted === true;
         if (
           stop ||
           (performance.now() - lastSave > cfg.checkpoint_minutes * 60_000 && !o.smoke && midEpoch)
         ) {
+          await absorb(await dp.readLosses(), epoch, b.step);
           await saveCheckpoint(lastPath, {
             loader: loader.state,
             global_step: globalStep,
@@ -491,8 +508,9 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
         );
       }
       if (cfg.snapshot_every > 0 && (epoch + 1) % cfg.snapshot_every === 0 && !o.smoke) {
-        // Weights only (saveCheckpoint has just put engine 0's into the model), e.g. to pick a teacher by accuracy.
-        await writeSafetensors(`${o.out}/checkpoint-epoch-${epoch + 1}.safetensors`, stateDictOf(model), {
+        // Weights only (those saveCheckpoint has just written), e.g. to pick a teacher by accuracy.
+        const sd = stateDictFrom(model, lastWeights);
+        await writeSafetensors(`${o.out}/checkpoint-epoch-${epoch + 1}.safetensors`, sd, {
           arch: cfg.model,
           num_classes: String(numClasses),
           epoch: String(epoch + 1),

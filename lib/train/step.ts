@@ -18,7 +18,7 @@ export interface TrainableModel {
 function vitConfigOf(model: TrainableModel): ViTConfig | undefined {
   return "embedDim" in model.config ? model.config as ViTConfig : undefined;
 }
-import type { AdamW } from "./optim.ts";
+import { clipGradNorm, type Ema, type Optimizer } from "./optim.ts";
 import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "../memory.ts";
 
 /** Micro-batches per step: a number, or "auto" (as many as the wasm heap needs; 1 on other backends). */
@@ -51,8 +51,8 @@ function sliceTargets(t: Targets, start: number, n: number): Targets {
 }
 
 export interface GradResult {
-  /** Mean loss over the batch. */
-  loss: number;
+  /** Mean loss over the batch, on the device (the caller reads it when it wants it, and disposes it). */
+  loss: tf.Scalar;
   /** Mean gradient over the batch, per parameter name (caller disposes). */
   grads: Map<string, tf.Tensor>;
   /** Micro-batches actually used (gradient accumulation when > 1). */
@@ -80,7 +80,7 @@ export function computeGrads(
   const mb = B / microBatches;
   const names = [...model.params.keys()];
   const vars = names.map((n) => model.params.get(n)!);
-  let total = 0;
+  let total: tf.Scalar | undefined;
   const sums = new Map<string, tf.Tensor>();
   for (let i = 0; i < microBatches; i++) {
     let step;
@@ -103,8 +103,11 @@ export function computeGrads(
       throw e;
     }
     const { value, grads } = step;
-    total += value.dataSync()[0];
-    value.dispose();
+    if (total) {
+      const prev = total;
+      total = tf.add(prev, value);
+      tf.dispose([prev, value]);
+    } else total = value;
     names.forEach((n, j) => {
       const g = grads[vars[j].name];
       const prev = sums.get(n);
@@ -120,29 +123,60 @@ export function computeGrads(
       sums.set(n, tf.div(g, microBatches));
       g.dispose();
     }
+    const sum = total!;
+    total = tf.div(sum, microBatches);
+    sum.dispose();
   }
-  return { loss: total / microBatches, grads: sums, microBatches };
+  return { loss: total!, grads: sums, microBatches };
+}
+
+export interface UpdateOptions {
+  lr: number;
+  /** Global-norm gradient clipping; 0/undefined = off (DeiT). */
+  clipGrad?: number;
+  /** EMA of the weights, updated after the optimiser. */
+  ema?: Ema;
+}
+
+/**
+ * The update after the gradients: clipping → optimiser → EMA, all on the device (nothing is read back). Disposes
+ * `grads`; returns the norm before clipping when clipping is on (the caller disposes it).
+ */
+export function applyUpdate(
+  opt: Optimizer,
+  grads: Map<string, tf.Tensor>,
+  params: Map<string, tf.Variable>,
+  o: UpdateOptions,
+): tf.Scalar | undefined {
+  const gradNorm = o.clipGrad && o.clipGrad > 0 ? clipGradNorm(grads, o.clipGrad) : undefined;
+  opt.apply(grads, o.lr);
+  tf.dispose([...grads.values()]);
+  o.ema?.update(params);
+  return gradNorm;
 }
 
 /** A frozen model that predicts logits in eval mode (any registered model can teach). */
 export type Teacher = Classifier;
 
-export interface StepOptions {
-  lr: number;
+export interface StepOptions extends UpdateOptions {
   lossFn?: LossFn;
   microBatches?: MicroBatches;
   /** Runs frozen, in eval mode, on the same (augmented) batch; its logits join the targets. */
   teacher?: Teacher;
 }
 
-/** One full step: (teacher logits,) gradients, then the optimiser update at `lr`. Returns the mean loss. */
-export function trainStep(
+/**
+ * One full step on one engine: (teacher logits,) gradients, clipping, the optimiser update, EMA — the same
+ * pieces a data-parallel worker runs. Reads the loss back (asynchronously: a GPU backend has no synchronous read)
+ * and returns it.
+ */
+export async function trainStep(
   model: TrainableModel,
-  opt: AdamW,
+  opt: Optimizer,
   x: tf.Tensor4D,
   targets: Targets,
   o: StepOptions,
-): number {
+): Promise<number> {
   // The teacher's forward runs outside the gradient computation: no gradient can reach it.
   const teacherLogits = o.teacher ? o.teacher.predict(x) : undefined;
   try {
@@ -154,13 +188,14 @@ export function trainStep(
       o.lossFn ?? crossEntropyBothHeads,
       o.microBatches ?? "auto",
     );
-    if (!Number.isFinite(loss)) {
+    const value = (await loss.data())[0];
+    loss.dispose();
+    if (!Number.isFinite(value)) {
       tf.dispose([...grads.values()]);
-      throw new Error(`loss is ${loss}: training diverged (lower the learning rate or check the data)`);
+      throw new Error(`loss is ${value}: training diverged (lower the learning rate or check the data)`);
     }
-    opt.apply(grads, o.lr);
-    tf.dispose([...grads.values()]);
-    return loss;
+    applyUpdate(opt, grads, model.params, o)?.dispose();
+    return value;
   } finally {
     teacherLogits?.dispose();
   }
