@@ -13,6 +13,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { blasMatMulActive, blasStatus, setBlasThreads, useBlasMatMul } from "./blas.ts";
 import { envVar } from "./machine.ts";
+import { visibleGpus } from "./gpu_select.ts";
 import { fusedKernelsDetail, registerWasmKernelFixes } from "./wasm_kernels.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
@@ -37,8 +38,7 @@ export interface BackendChoice {
 
 const TFJS_NODE_VERSION = "4.22.0";
 const INSTALL_HINT = "install it as the README's multi-GPU section says " +
-  "(npm package @tensorflow/tfjs-node-gpu@4.22.0 with CUDA 11.2 + cuDNN 8.1, run with --allow-scripts, " +
-  "binding copied to lib/napi-v<N>)";
+  "(npm package @tensorflow/tfjs-node-gpu@4.22.0 in its own prefix, CUDA 11.x user-space libraries and cuDNN 8)";
 
 export function isBackendName(s: string): s is BackendName {
   return (BACKENDS as readonly string[]).includes(s);
@@ -54,18 +54,6 @@ function packagePresent(pkg: string): boolean {
   }
 }
 
-/** How many GPUs nvidia-smi lists (0 when it is absent); tfjs-node-gpu itself cannot tell us cheaply. */
-async function countGpus(): Promise<number> {
-  try {
-    const out = await new Deno.Command("nvidia-smi", { args: ["-L"], stdout: "piped", stderr: "null" })
-      .output();
-    if (!out.success) return 0;
-    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("GPU ")).length;
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * Load tfjs-node(-gpu). It registers the `tensorflow` backend on the same tfjs-core instance (same version).
  * The specifier is built at run time so that `deno check`/`deno install` never resolve it here.
@@ -73,10 +61,12 @@ async function countGpus(): Promise<number> {
 async function loadTfjsNode(): Promise<BackendProbe> {
   const candidates = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
   const reasons: string[] = [];
-  const gpus = await countGpus();
+  const gpus = (await visibleGpus()).length;
   for (const pkg of candidates) {
     if (pkg.endsWith("-gpu") && gpus === 0) {
-      reasons.push(`${pkg}: no NVIDIA GPU visible (nvidia-smi lists none)`);
+      reasons.push(
+        `${pkg}: no NVIDIA GPU visible (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES hides them)`,
+      );
       continue;
     }
     // Never fetched on the fly: a bare download has no native addon (its install script is what fetches
@@ -214,6 +204,43 @@ async function activate(name: ConcreteBackend, opts: InitOptions = {}): Promise<
   await tf.ready();
 }
 
+/**
+ * A tiny training step on the active backend — a matrix product, its gradient through `variableGrads`, an
+ * optimiser-style update and an asynchronous read of the results — that throws when the backend cannot train
+ * (e.g. a read-back that fails, as tfjs-backend-webgpu's synchronous one does under Deno).
+ */
+export async function trainingSelfTest(): Promise<void> {
+  const init = tf.tensor2d([[1, 2], [3, 4]]);
+  const w = tf.variable(init, true);
+  init.dispose();
+  try {
+    const { value, grads } = tf.variableGrads(() => tf.sum(tf.matMul(w, w)) as tf.Scalar, [w]);
+    tf.tidy(() => w.assign(tf.sub(w, tf.mul(grads[w.name], 0.5))));
+    const [loss, after] = [(await value.data())[0], Array.from(await w.data())];
+    tf.dispose([value, ...Object.values(grads)]);
+    // d/dW sum(W·W) = 1·Wᵀ + Wᵀ·1 → [[7, 11], [9, 13]] for W = [[1, 2], [3, 4]]; sum(W·W) = 54.
+    const want = [1 - 3.5, 2 - 5.5, 3 - 4.5, 4 - 6.5];
+    if (loss !== 54 || after.some((v, i) => Math.abs(v - want[i]) > 1e-5)) {
+      throw new Error(`a training step computed wrong values (loss ${loss}, weights ${after})`);
+    }
+  } finally {
+    w.dispose();
+  }
+}
+
+/**
+ * Whether TensorFlow (tfjs-node-gpu) placed work on a GPU: after a small op on the `tensorflow` backend, the
+ * binding's `isUsingGpuDevice` (true when TensorFlow registered a GPU device at start-up; it silently runs on the
+ * CPU when libcudart/libcudnn fail to load). Null when the active backend is not `tensorflow`.
+ */
+export async function tensorflowUsesGpu(): Promise<boolean | null> {
+  if (tf.getBackend() !== "tensorflow") return null;
+  const t = tf.tidy(() => tf.matMul(tf.ones([8, 8]), tf.ones([8, 8])));
+  await t.data();
+  t.dispose();
+  return Boolean((tf.backend() as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice);
+}
+
 /** Probe every concrete backend (for `deno task doctor`); does not change the active backend. */
 export async function probeAll(): Promise<BackendProbe[]> {
   const out: BackendProbe[] = [];
@@ -244,9 +271,12 @@ export async function initBackend(
     if (p.available) {
       try {
         await activate(name, opts);
+        // `auto` takes only a backend that can train: a gradient step whose values come back.
+        if (name !== "cpu") await trainingSelfTest();
         return { name, detail: p.detail, skipped };
       } catch (e) {
-        skipped.push({ ...p, available: false, detail: (e as Error).message });
+        const why = (e as Error).message.split("\n")[0].slice(0, 200);
+        skipped.push({ ...p, available: false, detail: `${p.detail}; cannot train here: ${why}` });
         continue;
       }
     }

@@ -12,6 +12,7 @@ import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
 import { compactRun } from "../lib/sweep/compact.ts";
 import { configChanges, listGrids, planSweep, type Preset, REPO_ROOT, runsRoot } from "../lib/sweep/grid.ts";
 import { parseDevices, runSweep, shellLine, trainCommand } from "../lib/sweep/runner.ts";
+import { nvidiaBusIds } from "../lib/gpu_select.ts";
 import { writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { statusTable } from "../lib/sweep/view.ts";
@@ -106,7 +107,8 @@ await runMain(async () => {
   const maxParallel = f["max-parallel"] !== undefined
     ? intFlag(f["max-parallel"], "max-parallel")
     : undefined;
-  const slots = parseDevices(f.devices as string, { maxParallel });
+  const gpus = !/^cpu/.test(String(f.devices).trim());
+  const slots = parseDevices(f.devices as string, { maxParallel, busIds: gpus ? await nvidiaBusIds() : [] });
   const slotLine = slots[0].kind === "cpu"
     ? `${slots.length} cpu slot(s), --workers ${slots[0].workers} each`
     : `GPU(s) ${slots.map((s) => s.gpu).join(", ")}`;

@@ -34,3 +34,38 @@ Deno.test("an unknown or unavailable backend is a clear error and leaves the oth
     assertEquals(Array.from(y), [3, 3, 3, 3]);
   }
 });
+
+Deno.test("the training self-test that auto requires passes on every backend that can train here", async () => {
+  const { initBackend, trainingSelfTest } = await import("../lib/backend.ts");
+  const { GPU_BACKENDS } = await import("./helpers.ts");
+  for (const name of ["cpu", "wasm", ...GPU_BACKENDS]) {
+    await initBackend(name);
+    const before = tf.memory().numTensors;
+    await trainingSelfTest();
+    assertEquals(tf.memory().numTensors, before, `${name}: the self-test leaked tensors`);
+  }
+  // A backend whose read-back fails is refused: the self-test sees the failure.
+  await initBackend("cpu");
+  const backend = tf.backend() as unknown as { read: (id: unknown) => Promise<unknown> };
+  const read = backend.read;
+  backend.read = () => Promise.reject(new Error("no read-back here"));
+  try {
+    await assertRejects(() => trainingSelfTest(), Error, "no read-back here");
+  } finally {
+    backend.read = read;
+  }
+});
+
+Deno.test("GPUs a process may use: nvidia-smi's list filtered by CUDA_VISIBLE_DEVICES as CUDA reads it", async () => {
+  const { filterVisible, parseNvidiaSmiList } = await import("../lib/gpu_select.ts");
+  const all = parseNvidiaSmiList(
+    "GPU 0: NVIDIA H200 (UUID: GPU-aaaa-1)\nGPU 1: NVIDIA H200 (UUID: GPU-bbbb-2)\nGPU 2: NVIDIA H200 (UUID: GPU-cccc-3)\n",
+  );
+  assertEquals(all.map((g) => g.index), [0, 1, 2]);
+  const idx = (env: string | undefined) => filterVisible(all, env).map((g) => g.index);
+  assertEquals(idx(undefined), [0, 1, 2]);
+  assertEquals(idx("2,0"), [2, 0]);
+  assertEquals(idx("GPU-bbbb"), [1]);
+  assertEquals(idx("1,7,2"), [1]); // CUDA stops at the first invalid entry
+  assertEquals(idx(""), []);
+});

@@ -191,7 +191,16 @@ Deno.test("runner: devices give slots; the train command as documented", async (
       `--resume --workers 1`,
   );
   const g = trainCommand(run, gpus[1], { resume: false });
-  assertEquals(g.env, { CUDA_VISIBLE_DEVICES: "1" });
+  // CUDA for TensorFlow; Mesa's device selection for WebGPU (the Nth GPU after the default one, alone).
+  assertEquals(g.env, { CUDA_VISIBLE_DEVICES: "1", VK_LOADER_DRIVERS_DISABLE: "*lvp*", DRI_PRIME: "1!" });
+  assertEquals(
+    trainCommand(run, gpus[0], { resume: false }).env?.MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE,
+    "1",
+  );
+  // With nvidia-smi's PCI addresses, WebGPU's GPU is named by its address (Mesa's tag: pci-DDDD_BB_DD_F).
+  const [bus] = parseDevices("1", { busIds: ["00000000:1A:00.0", "00000000:1B:00.0"] });
+  assertEquals(bus.busId, "00000000:1B:00.0");
+  assertEquals(trainCommand(run, bus, { resume: false }).env?.DRI_PRIME, "pci-0000_1b_00_0!");
   assert(!g.args.includes("--workers") && !g.args.includes("--backend"));
   await Deno.remove(dir, { recursive: true });
 });

@@ -17,6 +17,7 @@ import {
   type Reply,
   type Request,
   type Shard,
+  type Traffic,
   type WorkerState,
 } from "./protocol.ts";
 import type { MicroBatches } from "../train/step.ts";
@@ -40,6 +41,10 @@ export interface DataParallelOptions {
   stockKernels?: boolean;
   /** wasm: matmuls through BLAS or XNNPACK (default: BLAS when one loads). */
   matmul?: MatMulChoice;
+  /** Measurement only: one worker exchanges gradients through the host as several do (bench/gpu_traffic.ts). */
+  hostExchange?: boolean;
+  /** Count host↔device bytes per engine (`lastTraffic`). */
+  countTraffic?: boolean;
 }
 
 export class DataParallel {
@@ -120,6 +125,8 @@ export class DataParallel {
               sab,
               numParams,
               numBuffers,
+              hostExchange: opts.hostExchange,
+              countTraffic: opts.countTraffic,
             } satisfies Request,
           );
         })
@@ -181,6 +188,8 @@ export class DataParallel {
 
   /** Micro-batches each worker used in its last step (gradient accumulation when > 1). */
   lastMicroBatches = 1;
+  /** With `countTraffic`: bytes rank 0 has uploaded and read back so far. */
+  lastTraffic?: Traffic;
 
   /**
    * One optimiser step on the whole batch. With `readLoss` (the default) it returns the mean loss of this step
@@ -205,6 +214,7 @@ export class DataParallel {
         [shard.x.buffer as ArrayBuffer, shard.labels.buffer as ArrayBuffer],
       )
     ));
+    if (replies[0].type === "step") this.lastTraffic = replies[0].traffic;
     this.lastMicroBatches = Math.max(...replies.map((r) => (r.type === "step" ? r.microBatches : 1)));
     return sumLosses(replies.map((r) => (r.type === "step" ? r.losses : [])));
   }

@@ -76,6 +76,13 @@ export interface InitMessage {
   sab: SharedArrayBuffer;
   numParams: number;
   numBuffers: number;
+  /**
+   * Measurement only (bench/gpu_traffic.ts): a single worker exchanges its gradients through the host as
+   * several workers do — the step as it was before it stayed on the device.
+   */
+  hostExchange?: boolean;
+  /** Count the bytes this engine uploads to and reads back from its device; step replies carry the totals. */
+  countTraffic?: boolean;
 }
 
 export type Request =
@@ -100,12 +107,18 @@ export type Request =
 export type Reply =
   | { type: "ready"; rank: number }
   /** `losses`: this worker's share of each step's loss read back by this request, oldest first. */
-  | { type: "step"; id: number; losses: number[]; microBatches: number }
+  | { type: "step"; id: number; losses: number[]; microBatches: number; traffic?: Traffic }
   | { type: "losses"; id: number; losses: number[] }
   | { type: "predict"; id: number; logits: Float32Array; classes: number }
   | { type: "getState"; id: number; state: WorkerState }
   | { type: "setState"; id: number }
   | { type: "error"; id?: number; message: string };
+
+/** Bytes an engine moved between the host and its device so far (tensor uploads, read-backs). */
+export interface Traffic {
+  up: number;
+  down: number;
+}
 
 /** Bytes of the barrier area at the end of the shared buffer (Int32: arrive counter, generation). */
 export const BARRIER_BYTES = 8;

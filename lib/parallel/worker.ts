@@ -27,7 +27,14 @@ import {
 } from "../train/step.ts";
 import { distillLossFn } from "../distill/modes.ts";
 import { type AnyModel, buildModel } from "../registry.ts";
-import { BARRIER_BYTES, type InitMessage, type Reply, type Request, type WorkerState } from "./protocol.ts";
+import {
+  BARRIER_BYTES,
+  type InitMessage,
+  type Reply,
+  type Request,
+  type Traffic,
+  type WorkerState,
+} from "./protocol.ts";
 
 let model: AnyModel;
 let opt: Optimizer;
@@ -71,6 +78,35 @@ function assignAll(vars: Map<string, tf.Variable>, values: Record<string, Float3
     }
     v.assign(tf.tensor(w, v.shape, "float32"));
   }
+}
+
+let traffic: Traffic | undefined;
+
+/** Count every upload (`write`) and read-back (`read`, `readSync`) of the active backend, in bytes. */
+function countTraffic(): Traffic {
+  const t: Traffic = { up: 0, down: 0 };
+  const bytes = (v: unknown) => (ArrayBuffer.isView(v) ? v.byteLength : Array.isArray(v) ? 4 * v.length : 0);
+  const b = tf.backend() as unknown as {
+    write: (values: unknown, ...rest: unknown[]) => unknown;
+    read: (id: unknown) => Promise<unknown>;
+    readSync: (id: unknown) => unknown;
+  };
+  const [write, read, readSync] = [b.write.bind(b), b.read.bind(b), b.readSync.bind(b)];
+  b.write = (values, ...rest) => {
+    t.up += bytes(values);
+    return write(values, ...rest);
+  };
+  b.read = async (id) => {
+    const v = await read(id);
+    t.down += bytes(v);
+    return v;
+  };
+  b.readSync = (id) => {
+    const v = readSync(id);
+    t.down += bytes(v);
+    return v;
+  };
+  return t;
 }
 
 /** The unread losses, read back in one transfer. */
@@ -143,11 +179,14 @@ async function step(msg: Extract<Request, { type: "step" }>): Promise<Reply> {
   const weight = shape[0] / msg.totalBatch;
   unread.push(loss);
   unreadWeights.push(weight);
-  const update = worldSize === 1
+  // One engine: nothing to exchange, the gradients stay where they are (see the header).
+  const onDevice = worldSize === 1 && !init.hostExchange;
+  const update = onDevice
     ? grads
     : await allReduce(grads, weight, sab, worldSize, rank, numParams, numBuffers);
   applyUpdate(opt, update, model.params, { lr: msg.lr, clipGrad: init.clipGrad, ema })?.dispose();
-  return { type: "step", id: msg.id, losses: msg.readLoss ? await readLosses() : [], microBatches };
+  const losses = msg.readLoss ? await readLosses() : [];
+  return { type: "step", id: msg.id, losses, microBatches, ...(traffic ? { traffic: { ...traffic } } : {}) };
 }
 
 /**
@@ -211,6 +250,7 @@ async function handle(msg: Request) {
         matmul: msg.matmul,
         blasThreads: Math.max(1, Math.floor(blasThreadBudget() / msg.worldSize)),
       });
+      if (msg.countTraffic) traffic = countTraffic();
       setup(msg);
       post({ type: "ready", rank: msg.rank });
       return;

@@ -1,6 +1,7 @@
 /**
  * Runs many training runs on local slots: CPU slots (each run gets ⌊cores / slots⌋ wasm engines) or GPUs (one
- * run per GPU, `CUDA_VISIBLE_DEVICES=<id>`).
+ * run per GPU: lib/backend.ts `gpuEnv`, CUDA_VISIBLE_DEVICES for TensorFlow and Mesa's device selection for
+ * WebGPU).
  *
  * Done runs are skipped, started ones resume (`--resume`), a run waits until the runs it needs are done and is
  * blocked (not run) when one of them failed. Each run's output goes to `<dir>/train.log`; a failed run (nonzero
@@ -11,6 +12,7 @@
  * On a terminal a table is redrawn every second; in a pipe one plain line is printed per state change and per
  * new epoch.
  */
+import { gpuEnv } from "../gpu_select.ts";
 import { fmtSeconds } from "../progress.ts";
 import { formatTable } from "../table.ts";
 import { compactRun } from "./compact.ts";
@@ -25,8 +27,10 @@ export interface Slot {
   kind: "cpu" | "gpu";
   /** CPU slots: wasm engines per run (`--workers`). */
   workers?: number;
-  /** GPU slots: the CUDA device id. */
+  /** GPU slots: the CUDA device id (nvidia-smi's index). */
   gpu?: string;
+  /** GPU slots: its PCI address when nvidia-smi gives it (WebGPU's adapter choice uses it; lib/backend.ts). */
+  busId?: string;
 }
 
 /** A process to start for a run: the train command, or a test's fake job. */
@@ -42,7 +46,10 @@ export type CommandBuilder = (run: RunSpec, slot: Slot, ctx: { resume: boolean }
  * Slots from a device list: `cpu` (⌊cores/2⌋ slots, at least 2 when there are 2 cores, capped by
  * maxParallel), `cpu:N` (N slots), or GPU ids `0,1,2,3` (one slot each; at most maxParallel of them).
  */
-export function parseDevices(spec: string, opts: { maxParallel?: number; cores?: number } = {}): Slot[] {
+export function parseDevices(
+  spec: string,
+  opts: { maxParallel?: number; cores?: number; busIds?: string[] } = {},
+): Slot[] {
   const cores = opts.cores ?? navigator.hardwareConcurrency ?? 1;
   const max = opts.maxParallel;
   const s = spec.trim();
@@ -62,7 +69,10 @@ export function parseDevices(spec: string, opts: { maxParallel?: number; cores?:
   }
   if (new Set(ids).size !== ids.length) throw new SweepError(`--devices '${spec}': a GPU is listed twice`);
   const use = max !== undefined ? ids.slice(0, max) : ids;
-  return use.map((id) => ({ name: `gpu${id}`, kind: "gpu" as const, gpu: id }));
+  return use.map((id) => {
+    const busId = opts.busIds?.[Number(id)];
+    return { name: `gpu${id}`, kind: "gpu" as const, gpu: id, ...(busId ? { busId } : {}) };
+  });
 }
 
 export class SweepError extends Error {
@@ -92,11 +102,8 @@ export function trainArgs(run: RunSpec, opts: { resume: boolean; workers?: numbe
 export const trainCommand: CommandBuilder = (run, slot, { resume }) => ({
   cmd: Deno.execPath(),
   args: trainArgs(run, { resume, workers: slot.kind === "cpu" ? slot.workers : undefined }),
-  // cpu slots: each run's BLAS keeps to the run's share of the cores.
-  env:
-    (slot.kind === "gpu"
-      ? { CUDA_VISIBLE_DEVICES: slot.gpu! }
-      : { DEIT_BLAS_THREADS: String(slot.workers) }) as Record<string, string>,
+  // GPU slots: the run sees its GPU alone (both GPU backends); cpu slots: each run's BLAS keeps to its share.
+  env: slot.kind === "gpu" ? gpuEnv(slot.gpu!, slot.busId) : { DEIT_BLAS_THREADS: String(slot.workers) },
 });
 
 /** A shell-quoted command line, as printed by --dry-run. */
