@@ -2,7 +2,7 @@
  * lib/report: run records, tables (values, deltas, the "does not show here" notes), CSV/markdown writing and
  * figures, on run folders written by the test.
  */
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import { assert, assertEquals, assertMatch, assertStringIncludes, assertThrows } from "@std/assert";
 import { formatDuration, readRun, runSeries } from "../lib/report/runs.ts";
 import { ablationTable, modelTable } from "../lib/report/tables.ts";
 import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/table.ts";
@@ -138,4 +138,20 @@ Deno.test("loadRunModel with ema: the flat internal-layout EMA comes back in tim
   }
   for (const x of [m, live.model, ema.model]) x.dispose();
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("matched teachers: the stronger teacher's snapshot nearest the weaker's final accuracy", async () => {
+  const { chooseMatch } = await import("../lib/report/teachers.ts");
+  const log = (accs: (number | null)[]) =>
+    accs.map((a, i) => ({ epoch: i, test_acc1: a, ...(i === accs.length - 1 ? { finished: true } : {}) }));
+  const regnet = { dir: "r", log: log([50, 70, null, 80, 85, 88]), snapshots: [2, 4, 6] };
+  const deit = { dir: "d", log: log([40, 60, 75, 81]), snapshots: [2, 4] };
+  const c = chooseMatch(regnet, deit);
+  // RegNet after 4 epochs: 80, nearest deit's final 81 (after 2: 70; after 6: 88).
+  assertEquals(c.teachers, [
+    { dir: "r", epoch: 4, acc1: 80, final_acc1: 88 },
+    { dir: "d", epoch: 4, acc1: 81, final_acc1: 81 },
+  ]);
+  assertEquals(c.gap, 1);
+  assertThrows(() => chooseMatch({ ...regnet, log: regnet.log.slice(0, 3) }, deit), Error, "not finished");
 });

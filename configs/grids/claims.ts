@@ -6,9 +6,9 @@
  * (a) DeiT recipe vs plain, limited data: `deit-sN` vs `plain-sN` (the full-data, 100-epoch pair is
  *     headline/fmnist-deit vs headline/fmnist-vit-plain).
  * (b)–(d) distillation: the teachers `teacher-regnet` (convnet) and `teacher-deit` (transformer, the student's
- *     own shape) share one light recipe and keep snapshots every few epochs, so that two teachers within one
- *     point of each other can be taken; the students are configs/grids/claims-distill.ts; "no distillation"
- *     is `deit-sN`.
+ *     own shape) share one light recipe and keep a snapshot every 5 epochs (evaluated then), so that two
+ *     teachers within one point of each other can be taken (scripts/match_teachers.ts); the students are
+ *     configs/grids/claims-distill.ts; "no distillation" is `deit-sN`.
  * (e) transfer: the 1,297 handwritten digits from scratch vs fine-tuned from the headline model (90.61% on
  *     Fashion-MNIST), the same model, recipe, learning rate and 100 epochs.
  * (f) resolution: each `deit-sN` fine-tuned 10 more epochs at 42 px (position embeddings resampled 4×4 → 6×6)
@@ -49,12 +49,19 @@ export default {
     {
       name: "teacher-regnet",
       label: "teacher: RegNetY-200MF (convnet), light recipe, 60 epochs",
-      overrides: { ...LIGHT, model: "regnety_002", img_size: 28, epochs: 60, snapshot_every: 5 },
+      overrides: {
+        ...LIGHT,
+        model: "regnety_002",
+        img_size: 28,
+        epochs: 60,
+        eval_every: 5,
+        snapshot_every: 5,
+      },
     },
     {
       name: "teacher-deit",
       label: "teacher: deit_micro_patch7_28 (transformer), light recipe",
-      overrides: { ...LIGHT, snapshot_every: 5 },
+      overrides: { ...LIGHT, eval_every: 5, snapshot_every: 5 },
     },
     ...seeded((seed) => ({
       name: `deit-s${seed}`,

@@ -16,6 +16,10 @@ export interface SlurmOptions {
   name: string;
   /** Repository root the tasks run in (default: this checkout). */
   repo?: string;
+  /** CPUs per task (default 8; `bash submit.sh --cpus-per-task=N` overrides it, as any sbatch option). */
+  cpusPerTask?: number;
+  /** Memory per task (default 64G). */
+  mem?: string;
 }
 
 export interface SlurmFile {
@@ -63,6 +67,13 @@ export function slurmScripts(runs: RunSpec[], opts: SlurmOptions): SlurmPlan {
       `#SBATCH --job-name=${job}`,
       `#SBATCH --array=0-${mine.length - 1}`,
       "#SBATCH --gres=gpu:1",
+      // Data loading and augmentation run on the CPU beside the GPU (DeiT: 10 loader processes per GPU).
+      `#SBATCH --cpus-per-task=${opts.cpusPerTask ?? 8}`,
+      `#SBATCH --mem=${opts.mem ?? "64G"}`,
+      // SIGTERM two minutes before the time limit, to the batch shell — which is `deno` itself (exec below):
+      // training saves a checkpoint and stops; a requeued or resubmitted task continues from it (--resume).
+      "#SBATCH --signal=B:TERM@120",
+      "#SBATCH --requeue",
       `#SBATCH --chdir=${q(repo)}`,
       `#SBATCH --output=${q(`${opts.outDir}/slurm-%x-%A_%a.out`)}`,
       "set -euo pipefail",

@@ -1,0 +1,66 @@
+/**
+ * Claims (b)–(d) of results/claims.md: the students of configs/grids/claims.ts's teachers, each in 3 seeds, at
+ * the claims scale (configs/fmnist-claims.ts: deit_micro_patch7_28, the fixed 10k subset, the DeiT recipe,
+ * 100 epochs — the same as the undistilled `claims/deit-sN`).
+ *
+ * (b) hard vs soft distillation (teacher only, class token; paper Table 3 rows 2–3): `hard-sN` vs `soft-sN`.
+ * (c) the distillation token: `token-sN` (DeiT⚗, labels + hard teacher through the distillation token; its
+ *     class, distillation and joint heads are all evaluated) vs `hard-sN` (the same teacher through the class
+ *     token) and `claims/deit-sN` (no teacher).
+ * (d) a convnet teacher vs a transformer teacher of the same accuracy: `token-sN` (RegNetY-200MF) vs
+ *     `token-deit-sN` (deit_micro_patch7_28). The teachers are accuracy-matched: `checkpoint-matched` in each
+ *     teacher's folder is written by `deno task match-teachers` once both are done (the stronger teacher's
+ *     snapshot whose test accuracy is nearest the weaker's final accuracy; the weaker's final weights) — the
+ *     students wait for both teachers and fail at once, naming the file, until it exists.
+ *
+ *   deno task sweep --grid claims,claims-distill,headline
+ */
+import { type Grid, type GridRow, SMOKE_RUN } from "../../lib/sweep/grid.ts";
+
+const SEEDS = [0, 1, 2];
+const TEACHERS = ["claims/teacher-regnet", "claims/teacher-deit"];
+const regnet = {
+  teacher: "regnety_002",
+  teacher_checkpoint: "{runs}/claims/teacher-regnet/checkpoint-matched.safetensors",
+};
+const deit = {
+  teacher: "deit_micro_patch7_28",
+  teacher_checkpoint: "{runs}/claims/teacher-deit/checkpoint-matched.safetensors",
+};
+
+const student = (name: string, label: string, overrides: GridRow["overrides"], paper: number): GridRow[] =>
+  SEEDS.map((seed) => ({
+    name: `${name}-s${seed}`,
+    label: `${label} (seed ${seed})`,
+    overrides: { ...overrides, seed },
+    needs: TEACHERS,
+    paper,
+  }));
+
+export default {
+  description:
+    "claims (b)–(d): soft, hard and distillation-token students of accuracy-matched teachers, 3 seeds",
+  base: "fmnist-claims",
+  smoke: SMOKE_RUN,
+  rows: [
+    ...student("soft", "usual distillation (soft, τ 3), class token, convnet teacher", {
+      distillation: "soft-cls",
+      distillation_tau: 3,
+      ...regnet,
+    }, 81.8),
+    ...student("hard", "hard distillation, class token, convnet teacher", {
+      distillation: "hard-cls",
+      ...regnet,
+    }, 83.0),
+    ...student("token", "DeiT⚗ (distillation token), convnet teacher", {
+      model: "deit_micro_distilled_patch7_28",
+      distillation: "token-both",
+      ...regnet,
+    }, 83.4),
+    ...student("token-deit", "DeiT⚗ (distillation token), transformer teacher", {
+      model: "deit_micro_distilled_patch7_28",
+      distillation: "token-both",
+      ...deit,
+    }, 81.9),
+  ],
+} satisfies Grid;
