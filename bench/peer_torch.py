@@ -6,8 +6,11 @@ architecture of timm's VisionTransformer (patch conv, one qkv Linear, exact GELU
 optional distillation token). Inference: eval mode, no_grad, float32, warm-up, mean time of a batch over the
 runs. Training: mean time of a full step (forward, cross-entropy on both heads, backward, AdamW).
 
-Needs Debian's python3-torch (1.13) and libopenblas0-pthread.
+Needs Debian's python3-torch (1.13) and libopenblas0-pthread. On a GPU (bench/gpu_check.sh), `--device cuda`
+times with CUDA synchronised around each run, `--amp` under bfloat16/float16 autocast (mixed precision), and peak
+device memory is reported.
   python3 bench/peer_torch.py --model deit_tiny_patch16_224 --mode infer --batch-size 32 --json
+  python3 bench/peer_torch.py --model deit_tiny_patch16_224 --mode train --batch-size 128 --device cuda --amp
 """
 import argparse
 import json
@@ -81,21 +84,33 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="intra-op threads (default: every core; Debian's torch otherwise starts with 1 here)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    ap.add_argument("--amp", action="store_true", help="mixed precision (autocast to bfloat16 on CUDA)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = MODELS[a.model]
-    model = DeiT(**cfg)
-    x = torch.randn(a.batch_size, 3, cfg["img"], cfg["img"])
-    y = torch.arange(a.batch_size) % cfg["classes"]
+    model = DeiT(**cfg).to(dev)
+    x = torch.randn(a.batch_size, 3, cfg["img"], cfg["img"], device=dev)
+    y = torch.arange(a.batch_size, device=dev) % cfg["classes"]
+    amp_dtype = torch.bfloat16
+    autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if a.amp else None
     if a.mode == "train":
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
 
         def once():
-            out = model(x)
-            loss = sum(F.cross_entropy(o, y) for o in out) / len(out)
+            if autocast:
+                with autocast():
+                    out = model(x)
+                    loss = sum(F.cross_entropy(o.float(), y) for o in out) / len(out)
+            else:
+                out = model(x)
+                loss = sum(F.cross_entropy(o, y) for o in out) / len(out)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -104,19 +119,30 @@ def main():
 
         def once():
             with torch.no_grad():
-                model(x)
+                if autocast:
+                    with autocast():
+                        model(x)
+                else:
+                    model(x)
     for _ in range(a.warmup):
         once()
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     times = []
     for _ in range(a.runs):
         t0 = time.perf_counter()
         once()
+        sync()
         times.append((time.perf_counter() - t0) * 1000)
     mean = sum(times) / len(times)
-    r = dict(model=a.model, mode=a.mode, backend=f"pytorch {torch.__version__} ({torch.get_num_threads()} threads)",
+    backend = (f"pytorch {torch.__version__} {torch.cuda.get_device_name(dev)}" if cuda
+               else f"pytorch {torch.__version__} ({torch.get_num_threads()} threads)") + (" amp bf16" if a.amp else "")
+    r = dict(model=a.model, mode=a.mode, backend=backend, precision="bf16-autocast" if a.amp else "fp32",
              batch_size=a.batch_size, img_size=cfg["img"], images_per_s=a.batch_size / mean * 1000, step_ms=mean,
              min_ms=min(times), max_ms=max(times), runs=a.runs,
-             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             **({"peak_device_mb": torch.cuda.max_memory_allocated(dev) / 2**20} if cuda else {}))
     print(json.dumps(r) if a.json else
           f"{a.model} {a.mode} {r['backend']} batch {a.batch_size}: {r['images_per_s']:.2f} images/s, "
           f"{mean:.1f} ms ({a.runs} runs)")

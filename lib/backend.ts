@@ -10,6 +10,7 @@
  * absence never breaks the other backends.
  */
 import * as tf from "@tensorflow/tfjs";
+import { createRequire } from "node:module";
 import "@tensorflow/tfjs-backend-wasm";
 import { blasMatMulActive, blasStatus, setBlasThreads, useBlasMatMul } from "./blas.ts";
 import { envVar } from "./machine.ts";
@@ -55,13 +56,19 @@ function packagePresent(pkg: string): boolean {
 }
 
 /**
- * Load tfjs-node(-gpu). It registers the `tensorflow` backend on the same tfjs-core instance (same version).
+ * Load tfjs-node(-gpu). It registers the `tensorflow` backend on tfjs's engine, which every copy of tfjs-core
+ * 4.22.0 in a process shares (it lives on the global object), so a copy installed elsewhere works too:
+ * - `DEIT_TFJS_NODE=DIR`: the package installed with npm into its own prefix DIR (`npm install --prefix DIR
+ *   @tensorflow/tfjs-node-gpu@4.22.0`; its install script fetches libtensorflow and the binding), so that
+ *   neither deno.json nor deno.lock changes;
+ * - else a copy in this project's node_modules.
  * The specifier is built at run time so that `deno check`/`deno install` never resolve it here.
  */
 async function loadTfjsNode(): Promise<BackendProbe> {
   const candidates = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
   const reasons: string[] = [];
   const gpus = (await visibleGpus()).length;
+  const prefix = envVar("DEIT_TFJS_NODE");
   for (const pkg of candidates) {
     if (pkg.endsWith("-gpu") && gpus === 0) {
       reasons.push(
@@ -69,25 +76,44 @@ async function loadTfjsNode(): Promise<BackendProbe> {
       );
       continue;
     }
-    // Never fetched on the fly: a bare download has no native addon (its install script is what fetches
-    // libtensorflow), so only a package the user installed as the README says is tried.
-    if (!packagePresent(pkg)) {
+    let spec: string;
+    if (prefix) {
+      const dir = `${prefix.replace(/\/+$/, "")}/node_modules/${pkg}`;
+      // node-pre-gyp takes the highest N-API version the package lists (3–8) that the runtime has (Deno: 10).
+      const binding = `${dir}/lib/napi-v8/tfjs_binding.node`;
+      if (!existsSync(`${dir}/package.json`)) {
+        reasons.push(`${pkg}: not in DEIT_TFJS_NODE=${prefix}`);
+        continue;
+      }
+      if (!existsSync(binding)) {
+        reasons.push(`${pkg}: ${binding} is missing (its install script did not finish)`);
+        continue;
+      }
+      spec = dir;
+    } else if (packagePresent(pkg)) {
+      spec = ["npm:", pkg, "@", TFJS_NODE_VERSION].join("");
+    } else {
+      // Never fetched on the fly: a bare download has no native addon (its install script is what fetches
+      // libtensorflow), so only a package the user installed as the README says is tried.
       reasons.push(`${pkg}: not installed`);
       continue;
     }
     try {
-      const spec = ["npm:", pkg, "@", TFJS_NODE_VERSION].join("");
-      await import(spec);
+      // A package outside Deno's node_modules is CommonJS that Deno does not know as such: `require` it (its
+      // own tfjs-core copy shares the engine with ours — checked with tfjs-core 4.22.0 from an npm prefix).
+      if (prefix) createRequire(import.meta.url)(spec);
+      else await import(spec);
       if (
         tf.findBackend("tensorflow") === undefined && tf.engine().registryFactory["tensorflow"] === undefined
       ) {
-        reasons.push(`${pkg}: loaded but registered no 'tensorflow' backend`);
+        reasons.push(`${pkg}: loaded but registered no 'tensorflow' backend (another tfjs-core version?)`);
         continue;
       }
       return {
         name: "tensorflow",
         available: true,
-        detail: pkg + (pkg.endsWith("-gpu") ? `, ${gpus} GPU(s)` : ""),
+        detail: pkg + (prefix ? ` from ${prefix}` : "") +
+          (pkg.endsWith("-gpu") ? `, ${gpus} GPU(s) visible` : ""),
       };
     } catch (e) {
       const msg = (e as Error).message.split("\n")[0];
@@ -95,6 +121,15 @@ async function loadTfjsNode(): Promise<BackendProbe> {
     }
   }
   return { name: "tensorflow", available: false, detail: `${reasons.join("; ")} — ${INSTALL_HINT}` };
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function probeWebgpu(): Promise<BackendProbe> {
