@@ -591,7 +591,7 @@ Deno.test({
         "MpiDefault=none",
         "JobCompType=jobcomp/none",
         "AccountingStorageType=accounting_storage/none",
-        `NodeName=${host} CPUs=2 Gres=gpu:1 State=UNKNOWN`,
+        `NodeName=${host} CPUs=2 RealMemory=2048 Gres=gpu:1 State=UNKNOWN`,
         "PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
         "",
       ].join("\n"),
@@ -631,7 +631,8 @@ Deno.test({
       });
       const runs = await planSweep([path], { preset: "full", root: `${dir}/runs` });
       const out = `${dir}/runs/chain`;
-      const plan = await writeSlurm(runs, { outDir: out, name: "chain" });
+      // This node is small: ask for what it has (the defaults, 8 CPUs and 64G, are for a GPU node).
+      const plan = await writeSlurm(runs, { outDir: out, name: "chain", cpusPerTask: 1, mem: "500M" });
       assertEquals(plan.scripts.map((s) => s.file), ["chain.L0.sbatch", "chain.L1.sbatch"]);
       const sub = await sh(`bash ${out}/submit.sh`);
       assertEquals(sub.code, 0, sub.out + sub.err);
