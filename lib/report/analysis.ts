@@ -9,7 +9,6 @@ import type { Dataset, ImageU8 } from "../data/dataset.ts";
 import { openDataset } from "../data/datasets.ts";
 import { readCheckpointFile } from "../io/checkpoint.ts";
 import { type AnyModel, buildRegNet, buildVit, getEntry } from "../registry.ts";
-import { scoped } from "../scoped.ts";
 import { evalImage, type EvalMetrics, evaluateDataset, limitDataset } from "../train/evaluate.ts";
 import { VisionTransformer } from "../vit/model.ts";
 import { readRun, requireRun, type RunRecord } from "./runs.ts";
@@ -87,7 +86,7 @@ export function evaluateHead(
   head: "cls" | "dist" | "both" = "cls",
 ): Promise<EvalMetrics> {
   return evaluateDataset(data, imgSize, 128, async (x, shape) => {
-    const logits = scoped(() => headLogits(model, tf.tensor4d(x, shape), head));
+    const logits = tf.tidy(() => headLogits(model, tf.tensor4d(x, shape), head));
     try {
       return (await logits.data()) as Float32Array;
     } finally {
