@@ -85,6 +85,17 @@ Deno.test({
     assertEquals(log.length, 1);
     assert(Number.isFinite(log[0].train_loss) && log[0].train_loss > 0, JSON.stringify(log[0]));
     assert(Number.isFinite(log[0].test_acc1), JSON.stringify(log[0]));
+    // Two engines on the GPU (gradients exchanged through the host, as for CPU engines).
+    const two = await task("scripts/train.ts", [
+      "--config=fmnist-10k",
+      "--smoke",
+      "--backend=webgpu",
+      "--batch_size=16",
+      "--workers=2",
+      `--out=${dir}/run2`,
+    ]);
+    assertEquals(two.code, 0, two.stderr);
+    assert(two.stderr.includes("webgpu × 2 engines"), two.stderr);
 
     // eval through its own path on a folder of Fashion-MNIST-sized images: the same numbers as on cpu.
     const data = `${dir}/images`;
