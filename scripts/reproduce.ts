@@ -23,6 +23,8 @@ import { buildModel } from "../lib/registry.ts";
 import { formatTable, markdownTable } from "../lib/table.ts";
 import { machineLine } from "../lib/machine.ts";
 import { prepareRuns } from "../lib/report/experiments.ts";
+import { claimsTable } from "../lib/report/claims.ts";
+import { matchTeachersWhenDone } from "../lib/report/teachers.ts";
 import { formatDuration } from "../lib/report/runs.ts";
 import {
   ablationFigure,
@@ -149,7 +151,14 @@ await runMain(async () => {
 
   // 3. The grids' runs (resumable; finished runs are skipped) ----------------------------------------------
   // --no-train: tables, figures and notebooks from the runs as they are (unfinished rows show their status).
-  const ex = await prepareRuns(GRIDS, { preset, train: !a["no-train"], devices: String(a.devices) });
+  const train = { preset, train: !a["no-train"], devices: String(a.devices) } as const;
+  const ex = await prepareRuns(GRIDS, train);
+  // The claims (results/claims.md): claim (d)'s teachers are matched in accuracy before their students train.
+  await prepareRuns(["claims"], train);
+  if (await matchTeachersWhenDone(`${ex.root}/claims/teacher-regnet`, `${ex.root}/claims/teacher-deit`)) {
+    console.log("claims: teachers matched (checkpoint-matched in each teacher's folder)");
+  }
+  await prepareRuns(["claims-distill"], train);
 
   // 4. Tables and figures --------------------------------------------------------------------------------
   const ablation = await ablationTable(ex.root);
@@ -158,6 +167,7 @@ await runMain(async () => {
   await put(await teacherTable(ex.root));
   await put(await transferTable(ex.root));
   await put(await resolutionTable(ex.root));
+  await put(await claimsTable(ex.root));
   const fig = (f: Parameters<typeof saveFigure>[0], name: string) =>
     saveFigure(f, `${out}/figures`, name).then((p) => written.push(p));
   await fig(ablationFigure(ablation), "ablation");

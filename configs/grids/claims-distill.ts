@@ -35,6 +35,7 @@ const student = (name: string, label: string, overrides: GridRow["overrides"], p
     overrides: { ...overrides, seed },
     needs: TEACHERS,
     paper,
+    ...(seed > 0 ? { smoke: false } : {}),
   }));
 
 export default {

@@ -68,6 +68,19 @@ async function readTeacher(dir: string) {
   return { dir, log, snapshots };
 }
 
+/**
+ * Match the teachers when both are finished and not matched since (a no-op otherwise); true when matched.
+ */
+export async function matchTeachersWhenDone(dirA: string, dirB: string): Promise<boolean> {
+  for (const d of [dirA, dirB]) {
+    const log = await Deno.readTextFile(`${d}/log.jsonl`).catch(() => "");
+    const last = log.trim().split("\n").pop();
+    if (!last || !JSON.parse(last).finished) return false;
+  }
+  await matchTeachers(dirA, dirB);
+  return true;
+}
+
 /** Choose the pair and write each teacher's `checkpoint-matched.safetensors` (+ `teacher-match.json` beside). */
 export async function matchTeachers(dirA: string, dirB: string): Promise<MatchChoice> {
   const choice = chooseMatch(await readTeacher(dirA), await readTeacher(dirB));

@@ -30,6 +30,8 @@ export interface GridRow {
   needs?: string[];
   /** The paper's value for this row (top-1 %), for tables; null/absent where the paper has none. */
   paper?: number | null;
+  /** false: left out of the smoke preset (e.g. the extra seeds of a row, to keep the smoke runs few). */
+  smoke?: boolean;
 }
 
 /** The smoke preset's overrides the walkthrough's grids share: seconds-long runs on a few hundred images. */
@@ -154,7 +156,7 @@ export function checkGrid(grid: Grid, path: string): void {
   checkOverrides(grid.overrides, `${path}: overrides`);
   checkOverrides(grid.smoke, `${path}: smoke`);
   const names = new Set<string>();
-  const rowFields = new Set(["name", "label", "overrides", "needs", "paper"]);
+  const rowFields = new Set(["name", "label", "overrides", "needs", "paper", "smoke"]);
   for (const [i, row] of grid.rows.entries()) {
     if (!row || typeof row.name !== "string") throw new GridError(`${path}: row ${i} has no name`);
     const where = `${path}: row '${row.name}'`;
@@ -171,6 +173,9 @@ export function checkGrid(grid: Grid, path: string): void {
     }
     if (row.paper !== undefined && row.paper !== null && typeof row.paper !== "number") {
       throw new GridError(`${where}: 'paper' must be a number or null`);
+    }
+    if (row.smoke !== undefined && typeof row.smoke !== "boolean") {
+      throw new GridError(`${where}: 'smoke' must be true or false`);
     }
     checkOverrides(row.overrides, where);
     if (
@@ -192,6 +197,14 @@ export function checkGrid(grid: Grid, path: string): void {
           }; another grid's row is 'grid/row')`,
         );
       }
+    }
+  }
+  for (const row of grid.rows.filter((r) => r.smoke !== false)) {
+    const out = (row.needs ?? []).find((n) => grid.rows.find((r) => r.name === n)?.smoke === false);
+    if (out) {
+      throw new GridError(
+        `${path}: row '${row.name}' is in the smoke preset but needs '${out}', which is not`,
+      );
     }
   }
   const local = new Map(
@@ -258,7 +271,8 @@ export async function expandGrid(
   } catch (e) {
     throw new GridError(`${grid.path}: base config: ${(e as Error).message}`);
   }
-  return grid.rows.map((row) => {
+  const rows = opts.preset === "smoke" ? grid.rows.filter((r) => r.smoke !== false) : grid.rows;
+  return rows.map((row) => {
     const merged = {
       ...base.config,
       ...substitute(grid.overrides, runs),

@@ -86,7 +86,7 @@ export interface TrainConfig {
    * every evaluation and log `train_acc1` / `train_eval_loss` beside the test figures: 0 = off.
    */
   train_eval_limit: number;
-  /** Keep the weights every N epochs as `checkpoint-epoch-E.safetensors` (E = epochs done): 0 = off. */
+  /** Keep the weights every N epochs and after the last as `checkpoint-epoch-E.safetensors` (E = epochs done). */
   snapshot_every: number;
   /** Minutes between mid-epoch checkpoints (one is always written at the end of an epoch). */
   checkpoint_minutes: number;

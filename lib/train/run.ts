@@ -507,7 +507,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
           Deno.rename(`${bestPath}.tmp-${Deno.pid}`, bestPath)
         );
       }
-      if (cfg.snapshot_every > 0 && (epoch + 1) % cfg.snapshot_every === 0 && !o.smoke) {
+      if (cfg.snapshot_every > 0 && ((epoch + 1) % cfg.snapshot_every === 0 || isLast) && !o.smoke) {
         // Weights only (those saveCheckpoint has just written), e.g. to pick a teacher by accuracy.
         const sd = stateDictFrom(model, lastWeights);
         await writeSafetensors(`${o.out}/checkpoint-epoch-${epoch + 1}.safetensors`, sd, {

@@ -1,0 +1,306 @@
+/**
+ * The paper's claims (a)–(g), each with the experiment here that could show it (configs/grids/claims.ts and
+ * claims-distill.ts, the headline pair in headline.ts), and a plain verdict: results/claims.md / .json.
+ *
+ * A comparison is paired by seed (the same seed gives both arms the same initialisation, augmentation and batch
+ * order; the 10k subset is fixed). Verdict: "shown" when the paper's order holds in every seed, "not shown" when
+ * the opposite order holds in every seed, "inconclusive" when the seeds disagree; "pending" while a run of it is
+ * unfinished. Ours is the mean ± standard deviation over the seeds, with their range.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { VisionTransformer } from "../vit/model.ts";
+import { tokenSimilarity } from "../distill/analysis.ts";
+import { evalBatch, evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
+import { formatDuration, readRun, type RunRecord } from "./runs.ts";
+import type { Cell, ResultTable } from "./table.ts";
+
+type Head = "cls" | "dist" | "both";
+
+/** One side of a comparison: a run per seed (folders under the runs root), read through one head. */
+export interface Arm {
+  label: string;
+  runs: string[];
+  head?: Head;
+}
+
+export interface ArmResult {
+  label: string;
+  /** Final test top-1 per seed (null: unfinished). */
+  acc: (number | null)[];
+  /** Training-set top-1 (eval transform) per seed where logged. */
+  trainAcc: (number | null)[];
+  done: number;
+  seconds: number;
+}
+
+interface PairSpec {
+  id: string;
+  claim: string;
+  paper: string;
+  experiment: string;
+  /** The arm the paper says is better, and the other. */
+  better: Arm;
+  worse: Arm;
+  /** Runs that the comparison also cost (teachers), for the machine time. */
+  alsoRuns?: string[];
+  change: string;
+}
+
+const SEEDS = [0, 1, 2];
+const seeds = (grid: string, row: string) => SEEDS.map((s) => `${grid}/${row}-s${s}`);
+
+/** The comparisons of claims (a)–(f). */
+export const CLAIMS: PairSpec[] = [
+  {
+    id: "a",
+    claim: "(a) DeiT's training recipe makes a ViT data-efficient (vs a plain recipe)",
+    paper: "ViT-B trained on ImageNet-1k alone 77.9 → DeiT-B with the recipe 81.8",
+    experiment: "deit_micro_patch7_28, fixed 10k Fashion-MNIST images × 100 epochs (limited data): " +
+      "claims/deit-sN vs claims/plain-sN",
+    better: { label: "DeiT recipe", runs: seeds("claims", "deit") },
+    worse: { label: "plain recipe", runs: seeds("claims", "plain") },
+    change: "ImageNet-scale data and models, where the plain ViT's overfitting is the paper's whole point",
+  },
+  {
+    id: "b",
+    claim: "(b) hard distillation beats the usual soft distillation",
+    paper: "DeiT-B: hard (class token) 83.0 vs soft 81.8",
+    experiment: "deit_micro student, RegNetY-200MF teacher (accuracy-matched), 10k × 100 epochs, teacher " +
+      "only on the class token: claims-distill/hard-sN vs soft-sN",
+    better: { label: "hard", runs: seeds("claims-distill", "hard") },
+    worse: { label: "soft (τ 3)", runs: seeds("claims-distill", "soft") },
+    alsoRuns: ["claims/teacher-regnet"],
+    change: "a teacher much stronger than the student (the paper's RegNetY-16GF), and more seeds",
+  },
+  {
+    id: "c",
+    claim: "(c) the distillation token beats distilling through the class token",
+    paper: "DeiT-B⚗ 83.4 vs hard distillation through the class token 83.0 (no distillation 81.8)",
+    experiment: "claims-distill/token-sN ((cls + dist)/2) vs hard-sN; the same teacher, 10k × 100 epochs",
+    better: { label: "DeiT⚗ (cls+dist)/2", runs: seeds("claims-distill", "token"), head: "both" },
+    worse: { label: "class-token hard", runs: seeds("claims-distill", "hard") },
+    alsoRuns: ["claims/teacher-regnet"],
+    change: "more seeds: the paper's margin is 0.4 points",
+  },
+  {
+    id: "d",
+    claim: "(d) a convnet teacher beats a transformer teacher of the same accuracy",
+    paper: "DeiT-B⚗: RegNetY-8GF teacher (81.7) → 82.7 vs DeiT-B teacher (81.8) → 81.9",
+    experiment:
+      "claims-distill/token-sN (RegNetY-200MF teacher) vs token-deit-sN (deit_micro teacher), the " +
+      "teachers within a point of each other (checkpoint-matched)",
+    better: { label: "convnet teacher", runs: seeds("claims-distill", "token"), head: "both" },
+    worse: { label: "transformer teacher", runs: seeds("claims-distill", "token-deit"), head: "both" },
+    alsoRuns: ["claims/teacher-regnet", "claims/teacher-deit"],
+    change: "teachers of several accuracies (the paper's Table 2 spans four RegNets)",
+  },
+  {
+    id: "e",
+    claim: "(e) pre-training transfers: fine-tuning beats training from scratch on a small target set",
+    paper: "CIFAR-10: DeiT-B fine-tuned from ImageNet 99.1 vs from scratch 97.5",
+    experiment:
+      "deit_mini_patch4_28 on the 1,297 sklearn digits, 100 epochs, one recipe and learning rate: " +
+      "fine-tuned from headline/fmnist-deit (90.61% on Fashion-MNIST) vs from scratch: " +
+      "claims/digits-finetune-sN vs digits-scratch-sN",
+    better: { label: "fine-tuned", runs: seeds("claims", "digits-finetune") },
+    worse: { label: "from scratch", runs: seeds("claims", "digits-scratch") },
+    alsoRuns: ["headline/fmnist-deit"],
+    change: "a source task closer to the target (digits from Fashion-MNIST share little)",
+  },
+  {
+    id: "f",
+    claim: "(f) fine-tuning at a higher resolution adds accuracy",
+    paper: "DeiT-B 81.8 at 224 → 83.1 fine-tuned at 384",
+    experiment:
+      "each claims/deit-sN + 10 epochs at 42 px (position embeddings resampled 4×4 → 6×6) vs the same " +
+      "10 epochs at 28 px from the same weights: claims/res42-sN vs res28-sN",
+    better: { label: "+10 epochs at 42 px", runs: seeds("claims", "res42") },
+    worse: { label: "+10 epochs at 28 px", runs: seeds("claims", "res28") },
+    change: "images with detail beyond 28 px (Fashion-MNIST has none: 42 px is only interpolated)",
+  },
+];
+
+/** A run's final test top-1 through `head` (the run's own inference head: its last logged evaluation). */
+async function finalAcc(
+  root: string,
+  dir: string,
+  head?: Head,
+): Promise<{ run: RunRecord | null; acc: number | null }> {
+  const run = await readRun(`${root}/${dir}`);
+  if (!run?.done) return { run, acc: null };
+  if (!head || head === run.derived.inference_head) return { run, acc: run.acc1 };
+  const { model } = await loadRunModel(`${root}/${dir}`);
+  try {
+    const m = await evaluateHead(model, await runTestSet(run), run.derived.img_size, head);
+    return { run, acc: m.acc1 };
+  } finally {
+    model.dispose();
+  }
+}
+
+export async function armResult(root: string, arm: Arm): Promise<ArmResult> {
+  const out: ArmResult = { label: arm.label, acc: [], trainAcc: [], done: 0, seconds: 0 };
+  for (const dir of arm.runs) {
+    const { run, acc } = await finalAcc(root, dir, arm.head);
+    out.acc.push(acc);
+    const lastTrain = [...(run?.logs ?? [])].reverse().find((l) => Number.isFinite(l.train_acc1 ?? NaN));
+    out.trainAcc.push(run?.done && lastTrain ? lastTrain.train_acc1! : null);
+    if (run?.done) out.done++;
+    out.seconds += run?.seconds ?? 0;
+  }
+  return out;
+}
+
+/** mean, standard deviation (n − 1) and range of the finished values. */
+export function stats(
+  xs: (number | null)[],
+): { n: number; mean: number; std: number; min: number; max: number } {
+  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x));
+  const n = v.length;
+  const mean = n ? v.reduce((a, b) => a + b, 0) / n : NaN;
+  const std = n > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : NaN;
+  return { n, mean, std, min: Math.min(...v), max: Math.max(...v) };
+}
+
+export function formatStats(xs: (number | null)[], digits = 2): string {
+  const s = stats(xs);
+  if (s.n === 0) return "—";
+  if (s.n === 1) return `${s.mean.toFixed(digits)} (1 seed)`;
+  return `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)} (${s.n} seeds, ${s.min.toFixed(digits)}–${
+    s.max.toFixed(digits)
+  })`;
+}
+
+/** The verdict of a paired comparison: the paper's order in every seed, the opposite in every seed, or mixed. */
+export function pairVerdict(better: (number | null)[], worse: (number | null)[], runs: number): string {
+  const pairs = better.map((b, i) => [b, worse[i]]).filter(([b, w]) =>
+    b !== null && w !== null
+  ) as number[][];
+  const finished = [...better, ...worse].filter((x) => x !== null).length;
+  if (finished < runs) return `pending (${finished} of ${runs} runs finished)`;
+  const d = pairs.map(([b, w]) => b - w);
+  const seedsNote = pairs.length === 1 ? " (1 seed)" : "";
+  if (d.every((x) => x > 0)) return `shown${seedsNote}`;
+  if (d.every((x) => x < 0)) return `not shown: the opposite in every seed${seedsNote}`;
+  return "inconclusive: the seeds disagree";
+}
+
+/** Claim (g): class/distillation token cosine, input → after the last block, per seed of the DeiT⚗ students. */
+export async function tokenClaim(root: string, images = 256) {
+  const input: (number | null)[] = [], output: (number | null)[] = [];
+  let seconds = 0;
+  for (const dir of seeds("claims-distill", "token")) {
+    const run = await readRun(`${root}/${dir}`);
+    seconds += run?.seconds ?? 0;
+    if (!run?.done) {
+      input.push(null);
+      output.push(null);
+      continue;
+    }
+    const { model } = await loadRunModel(`${root}/${dir}`);
+    const batch = await evalBatch(await runTestSet(run), run.derived.img_size, images);
+    try {
+      const s = await tokenSimilarity(model as VisionTransformer, batch.x);
+      input.push(s.input);
+      output.push(s.blocks[s.blocks.length - 1]);
+    } finally {
+      tf.dispose(batch.x);
+      model.dispose();
+    }
+  }
+  return { input, output, seconds };
+}
+
+/** results/claims: one row per claim. */
+export async function claimsTable(root: string): Promise<ResultTable> {
+  const rows: Record<string, Cell>[] = [];
+  const time = async (dirs: string[]) => {
+    let s = 0;
+    for (const d of dirs) s += (await readRun(`${root}/${d}`))?.seconds ?? 0;
+    return s;
+  };
+  for (const c of CLAIMS) {
+    const b = await armResult(root, c.better), w = await armResult(root, c.worse);
+    const d = b.acc.map((x, i) => (x !== null && w.acc[i] !== null ? x - w.acc[i]! : null));
+    let ours = `${c.better.label} ${formatStats(b.acc)}; ${c.worse.label} ${formatStats(w.acc)}; ` +
+      `difference ${formatStats(d)}`;
+    if (c.id === "a") {
+      const gap = (r: ArmResult) =>
+        formatStats(r.trainAcc.map((t, i) => (t !== null && r.acc[i] !== null ? t - r.acc[i]! : null)));
+      ours += `; train − test top-1: ${c.better.label} ${gap(b)}, ${c.worse.label} ${gap(w)}`;
+      const full = await armResult(root, { label: "DeiT recipe", runs: ["headline/fmnist-deit"] });
+      const plain = await armResult(root, { label: "plain", runs: ["headline/fmnist-vit-plain"] });
+      ours += `. All 60k images × 100 epochs (deit_mini_patch4_28, 1 seed): DeiT ${
+        formatStats(full.acc)
+      } vs plain ${formatStats(plain.acc)}`;
+    }
+    const verdict = pairVerdict(b.acc, w.acc, c.better.runs.length + c.worse.runs.length);
+    if (c.id === "d") {
+      const match = await readMatch(root);
+      ours += match ? `; teachers ${match}` : "; teachers not matched yet";
+    }
+    rows.push({
+      claim: c.claim,
+      paper: c.paper,
+      experiment: c.experiment,
+      ours,
+      verdict,
+      machine_time: formatDuration(b.seconds + w.seconds + (c.alsoRuns ? await time(c.alsoRuns) : 0)),
+      change: c.change,
+    });
+  }
+  const g = await tokenClaim(root);
+  const gDone = g.output.filter((x) => x !== null).length;
+  const gShown = g.input.every((x, i) => x !== null && x < 0.3 && g.output[i]! > 0.7 && g.output[i]! < 0.99);
+  rows.push({
+    claim: "(g) the class and distillation tokens start apart and converge, but stay distinct",
+    paper: "cosine 0.06 at the input → 0.93 after the last layer (DeiT-B⚗)",
+    experiment: "claims-distill/token-sN: cosine of the two tokens on 256 test images, before block 1 and " +
+      "after the last block",
+    ours: `input ${formatStats(g.input, 3)} → last block ${formatStats(g.output, 3)}`,
+    verdict: gDone < SEEDS.length
+      ? `pending (${gDone} of ${SEEDS.length} runs finished)`
+      : gShown
+      ? "shown"
+      : "not shown",
+    machine_time: "(the runs of (c))",
+    change:
+      "nothing at this scale: the claim is about the mechanism; a non-distilled dist token is the control",
+  });
+  return {
+    name: "claims",
+    title: "The paper's claims, tested at this machine's scale",
+    intro: [
+      "Each claim of the DeiT paper beside an experiment here that could show it: matched budgets, runs to the " +
+      "end of their schedule, the regime the claim is about, 3 seeds where two arms could differ by less than 3 " +
+      "points (configs/grids/claims.ts, claims-distill.ts; configs/fmnist-claims.ts). Seeds pair the arms (same " +
+      "initialisation, augmentation and batch order; the 10k-image subset is fixed). Top-1 is on the 10,000 " +
+      "Fashion-MNIST test images (the 500 digits test images for (e)) after the last epoch.",
+      "Verdict: shown = the paper's order holds in every seed; not shown = the opposite holds in every seed; " +
+      "inconclusive = the seeds disagree; pending = a run is unfinished. Machine time is the sum of the runs' " +
+      "epoch times (2-core machine, runs two at a time).",
+    ],
+    columns: [
+      { key: "claim", title: "claim" },
+      { key: "paper", title: "paper" },
+      { key: "experiment", title: "our experiment" },
+      { key: "ours", title: "ours (test top-1 %)" },
+      { key: "verdict", title: "verdict" },
+      { key: "machine_time", title: "machine time" },
+      { key: "change", title: "what would change it" },
+    ],
+    rows,
+    notes: [],
+  };
+}
+
+async function readMatch(root: string): Promise<string | null> {
+  try {
+    const j = JSON.parse(await Deno.readTextFile(`${root}/claims/teacher-regnet/teacher-match.json`));
+    return (j.teachers as { dir: string; epoch: number; acc1: number }[])
+      .map((t) => `${t.dir.split("/").pop()} ${t.acc1.toFixed(2)} (after ${t.epoch} epochs)`)
+      .join(", ") + `, gap ${j.gap.toFixed(2)}`;
+  } catch {
+    return null;
+  }
+}
