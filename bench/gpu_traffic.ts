@@ -65,7 +65,7 @@ await runMain(async () => {
         ms_per_step: ms,
       });
     } finally {
-      dp.close();
+      await dp.close();
     }
   }
   const batchBytes = x.byteLength + labels.byteLength;

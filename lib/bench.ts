@@ -141,7 +141,7 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
       peak_rss_mb: peakRssMb(),
     };
   } finally {
-    dp?.close();
+    await dp?.close();
     opt?.dispose();
     tf.dispose([x, labels]);
     model.dispose();

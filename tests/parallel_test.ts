@@ -62,7 +62,7 @@ Deno.test("2 workers train exactly like 1 engine with the same total batch", asy
     assert(relErr(logits, ref.dataSync()) < 1e-5);
     tf.dispose([xt, ref]);
   } finally {
-    dp.close();
+    await dp.close();
     opt.dispose();
     single.dispose();
     dpModel.dispose();
@@ -98,7 +98,7 @@ Deno.test("with a frozen RegNet teacher and DeiT⚗'s loss, 2 workers match 1 en
       assert(Math.abs(l1 - l2) / Math.abs(l1) < 1e-5, `step ${step}: loss ${l1} vs ${l2}`);
     }
   } finally {
-    dp.close();
+    await dp.close();
     opt.dispose();
     single.dispose();
     dpModel.dispose();
@@ -127,7 +127,7 @@ Deno.test("a RegNet student trains data-parallel: replicas keep identical weight
     }
     assert(relErr(a.weights["stem.bn.running_mean"], before) > 0, "running statistics did not move");
   } finally {
-    dp.close();
+    await dp.close();
     net.dispose();
   }
 });

@@ -158,3 +158,55 @@ Deno.test({
     assertEquals(tf.memory().numTensors, before);
   },
 });
+
+Deno.test({
+  name: "a sweep trains on webgpu (a 1-row grid whose config says backend webgpu)",
+  ignore: ignore || !haveFmnist,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const grid = {
+      description: "one tiny run on WebGPU (test)",
+      base: "fmnist-10k",
+      overrides: {
+        backend: "webgpu",
+        train_limit: 32,
+        eval_limit: 32,
+        epochs: 1,
+        warmup_epochs: 1,
+        batch_size: 16,
+      },
+      rows: [{ name: "gpu" }],
+    };
+    await Deno.writeTextFile(`${dir}/gpu.json`, JSON.stringify(grid));
+    const r = await task("scripts/sweep.ts", [
+      "--grid",
+      `${dir}/gpu.json`,
+      "--root",
+      `${dir}/runs`,
+      "--devices",
+      "cpu:2",
+    ]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    const cfg = JSON.parse(await Deno.readTextFile(`${dir}/runs/gpu/gpu/config.json`));
+    assertEquals(cfg.derived.backend, "webgpu");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "the notebooks' analyses run on webgpu: token similarity, agreement, attention rollout",
+  ignore,
+  fn: async () => {
+    const { agreement, attentionRollout, tokenSimilarity } = await import("../lib/distill/analysis.ts");
+    await useBackend("webgpu");
+    const m = buildModel("deit_mini_distilled_patch8_32", {}, 4);
+    const x = tf.randomNormal([3, 32, 32, 3], 0, 1, "float32", 2) as tf.Tensor4D;
+    const s = await tokenSimilarity(m, x);
+    assertEquals(s.blocks.length, 2);
+    assertEquals((await agreement(m, { predict: (z) => m.predict(z) }, x)).both, 1);
+    const r = await attentionRollout(m, x);
+    assertEquals([r.grid, r.cls.length, r.dist!.length], [4, 3, 3]);
+    x.dispose();
+    m.dispose();
+  },
+});

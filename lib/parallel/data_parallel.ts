@@ -132,7 +132,7 @@ export class DataParallel {
         })
       ));
     } catch (e) {
-      dp.close();
+      await dp.close(0);
       throw e;
     }
     return dp;
@@ -274,8 +274,18 @@ export class DataParallel {
     );
   }
 
-  /** Stop the workers (their engines and memory go with them). */
-  close(): void {
+  /**
+   * Stop the workers (their engines and memory go with them): each first frees its engine and device and says
+   * so (at most `graceMs`), then is terminated.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    const bye = this.#workers.map((_, r) =>
+      Promise.race([
+        this.#ask(r, { type: "close", id: this.#nextId++ }).catch(() => {}),
+        new Promise((res) => setTimeout(res, graceMs)),
+      ])
+    );
+    await Promise.all(bye);
     for (const w of this.#workers) w.terminate();
     for (const p of this.#pending.values()) p.reject(new Error("data-parallel workers closed"));
     this.#pending.clear();

@@ -102,7 +102,7 @@ export type Request =
   | { type: "predict"; id: number; shard: Shard; head: "cls" | "dist" | "both" }
   | { type: "getState"; id: number }
   | { type: "setState"; id: number; state: WorkerState }
-  | { type: "close" };
+  | { type: "close"; id: number };
 
 export type Reply =
   | { type: "ready"; rank: number }
@@ -112,6 +112,7 @@ export type Reply =
   | { type: "predict"; id: number; logits: Float32Array; classes: number }
   | { type: "getState"; id: number; state: WorkerState }
   | { type: "setState"; id: number }
+  | { type: "closed"; id: number }
   | { type: "error"; id?: number; message: string };
 
 /** Bytes an engine moved between the host and its device so far (tensor uploads, read-backs). */

@@ -294,6 +294,10 @@ async function handle(msg: Request) {
       return;
     }
     case "close":
+      // Free the engine's memory and device first: a GPU device torn down with the thread has crashed Deno.
+      tf.disposeVariables();
+      tf.engine().reset();
+      post({ type: "closed", id: msg.id });
       self.close();
   }
 }

@@ -533,7 +533,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
     }
   } finally {
     await loader.close();
-    dp.close();
+    await dp.close();
     model.dispose();
     teacher?.dispose();
   }
