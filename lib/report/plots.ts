@@ -18,30 +18,96 @@ function escapeXml(t: string): string {
   return t.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
 }
 
-/** Renders to one standalone <svg> (the title drawn inside it: Plot would wrap a titled plot in HTML). */
-function render(options: Plot.PlotOptions): Figure {
-  const dom = parseHTML("<!DOCTYPE html><html><body></body></html>") as unknown as { document: unknown };
-  const document = dom.document as Plot.PlotOptions["document"];
-  const { title, ...rest } = options;
-  const node = Plot.plot({ ...rest, document, style: { background: "white" } });
-  let svg = (node as unknown as { outerHTML: string }).outerHTML;
+/**
+ * Width of a text in pixels, estimated for DejaVu Sans (what `system-ui` falls back to headless): 0.62 em a
+ * character on average, a little more for capitals. Margins and canvases are sized with it, so that no label
+ * is cut off (tests/figures_test.ts renders every figure and checks).
+ */
+export function textWidth(text: string, fontSize = 10, bold = false): number {
+  let em = 0;
+  for (const ch of text) em += /[A-Z%@MWmw—]/.test(ch) ? 0.78 : /[ il.,:;|'()[\]!]/.test(ch) ? 0.34 : 0.6;
+  return Math.ceil(em * fontSize * (bold ? 1.1 : 1));
+}
+
+/** The root <svg> element of Plot's output (the plot itself, or a legend). */
+function svgOf(node: unknown): { svg: string; width: number; height: number } {
+  let svg = (node as { outerHTML: string }).outerHTML;
   svg = svg.slice(svg.indexOf("<svg"), svg.lastIndexOf("</svg>") + 6);
   if (!svg.includes('xmlns="http://www.w3.org/2000/svg"')) {
     svg = svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"');
   }
+  const width = Number(svg.match(/width="([\d.]+)"/)?.[1] ?? 640);
+  const height = Number(svg.match(/height="([\d.]+)"/)?.[1] ?? 400);
+  return { svg, width, height };
+}
+
+/**
+ * A horizontal colour bar for a continuous colour scale: the ramp, its label, and ticks at both ends and the
+ * middle. Drawn as rectangles (Plot's own ramp legend paints through a canvas, which a headless DOM lacks).
+ */
+function colourBar(
+  o: Plot.ScaleOptions & { label?: string },
+): { svg: string; width: number; height: number } {
+  const scale = Plot.scale({ color: o });
+  const [lo, hi] = (o.domain ?? [0, 1]) as [number, number];
+  const n = 64, w = 240, x0 = 16, y0 = 18;
+  const rects = Array.from({ length: n }, (_, i) => {
+    const v = lo + ((hi - lo) * (i + 0.5)) / n;
+    return `<rect x="${x0 + (w * i) / n}" y="${y0}" width="${w / n + 0.5}" height="10" fill="${
+      scale.apply(v)
+    }"/>`;
+  }).join("");
+  const fmt = (v: number) => (Math.abs(hi - lo) >= 10 ? v.toFixed(0) : v.toPrecision(2));
+  const ticks = [0, 0.5, 1].map((t) => {
+    const x = x0 + w * t, v = lo + (hi - lo) * t;
+    return `<line x1="${x}" x2="${x}" y1="${y0 + 10}" y2="${y0 + 14}" stroke="black"/>` +
+      `<text x="${x}" y="${y0 + 24}" font-size="10" text-anchor="middle">${fmt(v)}</text>`;
+  }).join("");
+  const label = escapeXml(o.label ?? "");
+  const width = Math.max(w + 2 * x0 + 12, textWidth(o.label ?? "") + 16);
+  return {
+    svg:
+      `<svg width="${width}" height="48"><text x="${x0}" y="12" font-size="10">${label}</text>${rects}${ticks}</svg>`,
+    width,
+    height: 48,
+  };
+}
+
+/**
+ * Renders to one standalone <svg>: a title band (Plot would wrap a titled plot in HTML), a colour legend when
+ * asked (a ramp with its label and ticks), and the plot, stacked; the canvas is as wide as the widest of them.
+ */
+function render(options: Plot.PlotOptions & { legend?: Plot.ScaleOptions & { label?: string } }): Figure {
+  const dom = parseHTML("<!DOCTYPE html><html><body></body></html>") as unknown as { document: unknown };
+  const document = dom.document as Plot.PlotOptions["document"];
+  const { title, legend, ...rest } = options;
+  const plot = svgOf(Plot.plot({ ...rest, document, style: { background: "white" } }));
+  if (!title && !legend) return { kind: "svg", data: plot.svg };
+  const parts: { svg: string; width: number; height: number }[] = [];
   if (title) {
-    // Nest the plot under a title band: a standalone SVG that any viewer (and sharp) renders.
-    const w = Number(svg.match(/width="([\d.]+)"/)?.[1] ?? 640);
-    const h = Number(svg.match(/height="([\d.]+)"/)?.[1] ?? 400);
-    svg =
-      `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 28}" viewBox="0 0 ${w} ${
-        h + 28
-      }" ` +
-      `font-family="system-ui, sans-serif"><rect width="100%" height="100%" fill="white"/>` +
-      `<text x="8" y="19" font-size="14" font-weight="bold">${escapeXml(String(title))}</text>` +
-      svg.replace("<svg", '<svg y="28"') + "</svg>";
+    const t = escapeXml(String(title));
+    const w = textWidth(String(title), 14, true) + 16;
+    parts.push({
+      svg:
+        `<svg width="${w}" height="28"><text x="8" y="19" font-size="14" font-weight="bold">${t}</text></svg>`,
+      width: w,
+      height: 28,
+    });
   }
-  return { kind: "svg", data: svg };
+  if (legend) parts.push(colourBar(legend));
+  parts.push(plot);
+  const width = Math.max(...parts.map((p) => p.width));
+  let y = 0, body = "";
+  for (const p of parts) {
+    body += p.svg.replace("<svg", `<svg y="${y}"`);
+    y += p.height;
+  }
+  return {
+    kind: "svg",
+    data:
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" ` +
+      `font-family="system-ui, sans-serif"><rect width="100%" height="100%" fill="white"/>${body}</svg>`,
+  };
 }
 
 export interface Series {
@@ -57,11 +123,12 @@ export function lineChart(
 ): Figure {
   const rows = series.flatMap((s) => s.x.map((x, i) => ({ series: s.name, x, y: s.y[i] })))
     .filter((r) => Number.isFinite(r.y));
+  const labelWidth = Math.max(0, ...series.map((s) => textWidth(s.name)));
   return render({
     title: o.title,
-    width: o.width ?? 640,
+    width: (o.width ?? 640) + Math.max(0, labelWidth - 140),
     height: 360,
-    marginRight: 150,
+    marginRight: Math.max(40, labelWidth + 16),
     grid: true,
     x: { label: o.x },
     y: { label: o.y },
@@ -92,23 +159,30 @@ export interface Bar {
 
 /** Horizontal bars (e.g. each ablation row's top-1), grouped by colour (ours / paper). */
 export function barChart(bars: Bar[], o: { x: string; title?: string; domain?: [number, number] }): Figure {
-  const rows = bars.filter((b) => Number.isFinite(b.value));
+  // Long row labels are shortened here, with an ellipsis, rather than cut by Plot's tick-label wrapping.
+  const short = (t: string) => (t.length > 48 ? t.slice(0, 47).trimEnd() + "…" : t);
+  const rows = bars.filter((b) => Number.isFinite(b.value)).map((b) => ({ ...b, label: short(b.label) }));
+  const valueText = (d: Bar) => `${d.group ? d.group + " " : ""}${d.value.toFixed(1)}`;
+  const marginLeft = Math.max(80, ...rows.map((b) => textWidth(b.label) + 16));
+  const marginRight = Math.max(40, ...rows.map((b) => textWidth(valueText(b)) + 12));
   return render({
     title: o.title,
-    width: 720,
+    width: marginLeft + 360 + marginRight,
     height: 40 + 22 * new Set(rows.map((b) => b.label)).size * (new Set(rows.map((b) => b.group)).size || 1),
-    marginLeft: 280,
-    marginRight: 70,
+    marginLeft,
+    marginRight,
     x: { label: o.x, grid: true, domain: o.domain },
     y: { axis: null },
-    fy: { label: null, axis: "left" },
+    fy: { label: null, axis: null },
     marks: [
+      // Row labels on one line (Plot's default wraps long tick labels and shows the first line only).
+      Plot.axisFy({ anchor: "left", label: null, lineWidth: Infinity }),
       Plot.barX(rows, { x: "value", y: "group", fy: "label", fill: "group", sort: { fy: null } }),
       Plot.text(rows, {
         x: "value",
         y: "group",
         fy: "label",
-        text: (d: Bar) => `${d.group ? d.group + " " : ""}${d.value.toFixed(1)}`,
+        text: valueText,
         textAnchor: "start",
         dx: 4,
       }),
@@ -129,10 +203,14 @@ export function scatterChart(
   o: { x: string; y: string; title?: string; logX?: boolean },
 ): Figure {
   const rows = points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  // Labels are centred on their points: half the longest one must fit beside the outermost points.
+  const half = Math.max(0, ...rows.map((p) => textWidth(p.label, 9))) / 2 + 8;
   return render({
     title: o.title,
     width: 720,
     height: 420,
+    marginLeft: Math.max(50, half),
+    marginRight: Math.max(20, half),
     grid: true,
     x: { label: o.x, type: o.logX ? "log" : "linear" },
     y: { label: o.y },
@@ -150,7 +228,7 @@ export function scatterChart(
  */
 export function heatmapGrid(
   maps: { row: string; column: string; side: number; values: ArrayLike<number> }[],
-  o: { title?: string; scheme?: Plot.ColorScheme } = {},
+  o: { title?: string; scheme?: Plot.ColorScheme; legend?: string } = {},
 ): Figure {
   const cells = maps.flatMap((m) =>
     Array.from({ length: m.side * m.side }, (_, i) => ({
@@ -161,16 +239,22 @@ export function heatmapGrid(
       v: m.values[i],
     }))
   );
+  const rowLabel = Math.max(0, ...maps.map((m) => textWidth(m.row)));
+  const colLabel = Math.max(0, ...maps.map((m) => textWidth(m.column)));
+  const values = cells.map((c) => c.v).filter(Number.isFinite);
+  const domain: [number, number] = [Math.min(...values), Math.max(...values)];
   return render({
     title: o.title,
-    width: 120 * new Set(maps.map((m) => m.column)).size + 80,
+    legend: { type: "linear", scheme: o.scheme ?? "viridis", domain, label: o.legend ?? "value" },
+    width: Math.max(120, colLabel + 12) * new Set(maps.map((m) => m.column)).size + rowLabel + 24,
     height: 120 * new Set(maps.map((m) => m.row)).size + 40,
+    marginLeft: rowLabel + 16,
     padding: 0,
     x: { axis: null },
     y: { axis: null },
     fx: { label: null },
     fy: { label: null },
-    color: { scheme: o.scheme ?? "viridis" },
+    color: { scheme: o.scheme ?? "viridis", domain },
     marks: [Plot.cell(cells, { x: "x", y: "y", fx: "column", fy: "row", fill: "v", inset: 0 })],
   });
 }

@@ -89,12 +89,16 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
 }
 
-/** One curve of a run for a chart: x = epochs completed (1-based), y = a logged key (epochs not evaluated skipped). */
+/**
+ * One curve of a run for a chart: x = epochs completed (1-based) + `xOffset` (a fine-tune drawn after the run it
+ * starts from), y = a logged key (epochs not evaluated skipped).
+ */
 export function runSeries(
   run: RunRecord | null,
   name: string,
-  key: "test_acc1" | "test_acc5" | "train_loss" | "test_loss" = "test_acc1",
+  key: "test_acc1" | "test_acc5" | "train_loss" | "test_loss" | "train_acc1" = "test_acc1",
+  xOffset = 0,
 ): { name: string; x: number[]; y: number[] } {
-  const logs = (run?.logs ?? []).filter((l) => Number.isFinite(l[key]));
-  return { name, x: logs.map((l) => l.epoch + 1), y: logs.map((l) => l[key]) };
+  const logs = (run?.logs ?? []).filter((l) => Number.isFinite(l[key] ?? NaN));
+  return { name, x: logs.map((l) => l.epoch + 1 + xOffset), y: logs.map((l) => l[key]!) };
 }

@@ -455,9 +455,9 @@ export async function resolutionTable(root: string): Promise<ResultTable> {
 export function ablationFigure(t: ResultTable): Figure {
   return barChart(
     t.rows.flatMap((r) => [
-      { label: String(r.row).slice(0, 40), value: r.ours as number, group: "ours (FMNIST-10k)" },
+      { label: String(r.row), value: r.ours as number, group: "ours (FMNIST-10k)" },
       {
-        label: String(r.row).slice(0, 40),
+        label: String(r.row),
         value: (r.paper as number) ?? NaN,
         group: "paper (ImageNet, DeiT-B)",
       },
