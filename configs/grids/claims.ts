@@ -3,8 +3,9 @@
  * configs/fmnist-claims.ts: deit_micro_patch7_28 on a fixed 10k Fashion-MNIST subset for 100 epochs).
  * Rows that another row is compared with by less than 3 points come in 3 seeds (`-s0`, `-s1`, `-s2`).
  *
- * (a) DeiT recipe vs plain, limited data: `deit-sN` vs `plain-sN` (the full-data, 100-epoch pair is
- *     headline/fmnist-deit vs headline/fmnist-vit-plain).
+ * (a) DeiT recipe vs plain, limited data: `deit-2k5-sN` vs `plain-2k5-sN` (deit_mini on 2,500 images for 200
+ *     epochs: a regime where a plain recipe fits its training images), `deit-sN` vs `plain-sN` (the small
+ *     deit_micro on 10k), and the full-data, 100-epoch pair headline/fmnist-deit vs headline/fmnist-vit-plain.
  * (b)–(d) distillation: the teachers `teacher-regnet` (convnet) and `teacher-deit` (transformer, the student's
  *     own shape) share one light recipe and keep a snapshot every 5 epochs (evaluated then), so that two
  *     teachers within one point of each other can be taken (scripts/match_teachers.ts); the students are
@@ -38,6 +39,15 @@ const digits: Partial<TrainConfig> = {
   ...LIGHT,
   eval_every: 5,
   train_eval_limit: 2000,
+};
+
+const overfit: Partial<TrainConfig> = {
+  model: "deit_mini_patch4_28",
+  train_limit: 2500,
+  epochs: 200,
+  warmup_epochs: 10,
+  eval_every: 10,
+  train_eval_limit: 2500,
 };
 
 const extraEpochs: Partial<TrainConfig> = { epochs: 10, warmup_epochs: 0, lr: 4e-4, eval_every: 2 };
@@ -75,6 +85,19 @@ export default {
       name: `plain-s${seed}`,
       label: `plain recipe (seed ${seed})`,
       overrides: { ...PLAIN, seed },
+    })),
+    // (a) where a plain recipe overfits: a larger ViT (deit_mini_patch4_28, 49 tokens, 0.67 M parameters) on a
+    // quarter of the subset (2,500 images) for 200 epochs.
+    ...seeded((seed) => ({
+      name: `deit-2k5-s${seed}`,
+      label: `DeiT recipe, deit_mini, 2,500 images × 200 epochs (seed ${seed})`,
+      overrides: { ...overfit, seed },
+      paper: 81.8,
+    })),
+    ...seeded((seed) => ({
+      name: `plain-2k5-s${seed}`,
+      label: `plain recipe, deit_mini, 2,500 images × 200 epochs (seed ${seed})`,
+      overrides: { ...overfit, ...PLAIN, seed },
     })),
     ...seeded((seed) => ({
       name: `res42-s${seed}`,
