@@ -212,3 +212,34 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "a RegNet run (BatchNorm statistics) killed after an epoch resumes",
+  ignore: !haveFmnist,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const cfg = {
+      description: "tiny RegNet (test)",
+      config: {
+        ...tiny.config,
+        model: "regnety_002",
+        img_size: 28,
+        workers: 1,
+        epochs: 2,
+        aa: "",
+        mixup: 0,
+        cutmix: 0,
+      },
+    };
+    await Deno.writeTextFile(`${dir}/r.json`, JSON.stringify(cfg));
+    const args = ["--config", `${dir}/r.json`, "--out", `${dir}/run`];
+    await killWhen(
+      args,
+      async () => (await Deno.readTextFile(`${dir}/run/log.jsonl`).catch(() => "")).trim() !== "",
+    );
+    const r = await train([...args, "--resume"]).output();
+    assertEquals(r.code, 0, new TextDecoder().decode(r.stderr));
+    assertEquals((await readLog(`${dir}/run`)).map((l) => l.epoch), [0, 1]);
+    await Deno.remove(dir, { recursive: true });
+  },
+});

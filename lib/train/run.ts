@@ -322,7 +322,8 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       if (m) (slots[m[1]] ??= {})[m[2]] = t.data as Float32Array;
       else if (k.startsWith("_train.ema.")) ema[k.slice("_train.ema.".length)] = t.data as Float32Array;
     }
-    const w = await readAll(model.params);
+    // Weights and buffers (a RegNet's BatchNorm running statistics), as the checkpoint holds them.
+    const w = { ...(await readAll(model.params)), ...(await readAll(model.buffers ?? new Map())) };
     await dp.setState(st.rng.map((rng) => ({
       weights: w,
       optim: { step: st.optim_step, slots },
