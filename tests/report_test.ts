@@ -155,3 +155,16 @@ Deno.test("matched teachers: the stronger teacher's snapshot nearest the weaker'
   assertEquals(c.gap, 1);
   assertThrows(() => chooseMatch({ ...regnet, log: regnet.log.slice(0, 3) }, deit), Error, "not finished");
 });
+
+Deno.test("claims: paired verdicts (every seed / the opposite in every seed / mixed / pending) and mean ± sd", async () => {
+  const { formatStats, pairVerdict, stats } = await import("../lib/report/claims.ts");
+  assertEquals(pairVerdict([80, 81, 82], [79, 80.5, 81], 6), "shown");
+  assertEquals(pairVerdict([78, 79, 80], [79, 80.5, 81], 6), "not shown: the opposite in every seed");
+  assertEquals(pairVerdict([80, 79, 82], [79, 80.5, 81], 6), "inconclusive: the seeds disagree");
+  assertEquals(pairVerdict([80, null, 82], [79, 80.5, 81], 6), "pending (5 of 6 runs finished)");
+  assertEquals(pairVerdict([80], [79], 2), "shown (1 seed)");
+  const s = stats([1, 2, 3, null]);
+  assertEquals([s.n, s.mean, s.std, s.min, s.max], [3, 2, 1, 1, 3]);
+  assertEquals(formatStats([1, 2, 3]), "2.00 ± 1.00 (3 seeds, 1.00–3.00)");
+  assertEquals(formatStats([null]), "—");
+});

@@ -31,6 +31,8 @@ export interface ArmResult {
   trainAcc: (number | null)[];
   done: number;
   seconds: number;
+  /** Per finished seed: test top-1 gained over the last fifth of the epochs (a plateau gains < 0.5). */
+  rise: (number | null)[];
 }
 
 interface PairSpec {
@@ -141,16 +143,36 @@ async function finalAcc(
 }
 
 export async function armResult(root: string, arm: Arm): Promise<ArmResult> {
-  const out: ArmResult = { label: arm.label, acc: [], trainAcc: [], done: 0, seconds: 0 };
+  const out: ArmResult = { label: arm.label, acc: [], trainAcc: [], done: 0, seconds: 0, rise: [] };
   for (const dir of arm.runs) {
     const { run, acc } = await finalAcc(root, dir, arm.head);
     out.acc.push(acc);
     const lastTrain = [...(run?.logs ?? [])].reverse().find((l) => Number.isFinite(l.train_acc1 ?? NaN));
     out.trainAcc.push(run?.done && lastTrain ? lastTrain.train_acc1! : null);
+    out.rise.push(run?.done ? lastFifthRise(run) : null);
     if (run?.done) out.done++;
     out.seconds += run?.seconds ?? 0;
   }
   return out;
+}
+
+/** Test top-1 after the last epoch minus at the evaluation nearest 80% of the epochs. */
+export function lastFifthRise(run: RunRecord): number | null {
+  const ev = run.logs.filter((l) => Number.isFinite(l.test_acc1));
+  if (ev.length < 2) return null;
+  const target = 0.8 * run.config.epochs;
+  const at = ev.reduce((a, l) => (Math.abs(l.epoch + 1 - target) < Math.abs(a.epoch + 1 - target) ? l : a));
+  return ev[ev.length - 1].test_acc1 - at.test_acc1;
+}
+
+/** "plateau" or "still rising (+x over the last fifth)", from the largest rise over the seeds. */
+function plateauNote(...arms: ArmResult[]): string {
+  const rises = arms.flatMap((a) => a.rise).filter((r): r is number => r !== null);
+  if (rises.length === 0) return "";
+  const worst = Math.max(...rises);
+  return worst < 0.5
+    ? `; every run at a plateau (≤ ${worst.toFixed(2)} points gained over its last fifth)`
+    : `; NOT at a plateau: up to ${worst.toFixed(2)} points gained over the last fifth of a run`;
 }
 
 /** mean, standard deviation (n − 1) and range of the finished values. */
@@ -243,6 +265,7 @@ export async function claimsTable(root: string): Promise<ResultTable> {
         formatStats(full.acc)
       } vs plain ${formatStats(plain.acc)}`;
     }
+    ours += plateauNote(b, w);
     const verdict = pairVerdict(b.acc, w.acc, c.better.runs.length + c.worse.runs.length);
     if (c.id === "d") {
       const match = await readMatch(root);
