@@ -22,9 +22,8 @@ import { evaluate } from "../lib/eval.ts";
 import { buildModel } from "../lib/registry.ts";
 import { formatTable, markdownTable } from "../lib/table.ts";
 import { machineLine } from "../lib/machine.ts";
-import { prepareRuns } from "../lib/report/experiments.ts";
+import { prepareClaimRuns, prepareRuns } from "../lib/report/experiments.ts";
 import { claimsTable } from "../lib/report/claims.ts";
-import { matchTeachersWhenDone } from "../lib/report/teachers.ts";
 import { formatDuration, readRun } from "../lib/report/runs.ts";
 import {
   ablationFigure,
@@ -222,11 +221,7 @@ await runMain(async () => {
   const train = { preset, train: !a["no-train"], devices: String(a.devices) } as const;
   const ex = await prepareRuns(GRIDS, train);
   // The claims (results/claims.md): claim (d)'s teachers are matched in accuracy before their students train.
-  await prepareRuns(["claims"], train);
-  if (await matchTeachersWhenDone(`${ex.root}/claims/teacher-regnet`, `${ex.root}/claims/teacher-deit`)) {
-    console.log("claims: teachers matched (checkpoint-matched in each teacher's folder)");
-  }
-  await prepareRuns(["claims-distill"], train);
+  await prepareClaimRuns(train);
 
   // 4. Tables and figures --------------------------------------------------------------------------------
   const ablation = await ablationTable(ex.root);

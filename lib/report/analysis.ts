@@ -194,3 +194,24 @@ export function agreementTable(an: DistillAnalyses): ResultTable {
     notes: [],
   };
 }
+
+/** Confusion counts `[true][predicted]` of a model on a dataset through one head (DeiT's eval transform). */
+export async function confusionMatrix(
+  model: AnyModel,
+  data: Dataset,
+  imgSize: number,
+  head: "cls" | "dist" | "both" = "both",
+): Promise<number[][]> {
+  const C = data.classes.length;
+  const m = Array.from({ length: C }, () => new Array(C).fill(0));
+  for (let start = 0; start < data.length; start += 128) {
+    const n = Math.min(128, data.length - start);
+    const idx = Int32Array.from({ length: n }, (_, i) => start + i);
+    const { x, labels } = await evalBatch(limitDataset(data, idx), imgSize, n);
+    const pred = tf.tidy(() => tf.argMax(headLogits(model, x, head), 1));
+    const p = await pred.data();
+    tf.dispose([x, pred]);
+    labels.forEach((y, i) => m[y][p[i]]++);
+  }
+  return m;
+}

@@ -336,3 +336,85 @@ async function readMatch(root: string): Promise<string | null> {
     return null;
   }
 }
+
+/** Markdown of the claims rows whose id is in `ids` (e.g. ["a"]), worded as results/claims.md words them. */
+export async function conclusions(root: string, ids: string[], table?: ResultTable): Promise<string> {
+  const t = table ?? await claimsTable(root);
+  const rows = t.rows.filter((r) => ids.some((id) => String(r.claim).startsWith(`(${id})`)));
+  return rows.map((r) =>
+    `- **${r.claim}** — verdict: **${r.verdict}**. Ours: ${r.ours}. Paper: ${r.paper}. ` +
+    `Experiment: ${r.experiment}. What would change it: ${r.change}.`
+  ).join("\n") + "\n\n(The same rows as `results/claims.md`.)";
+}
+
+export interface SetupRow {
+  what: string;
+  model: string;
+  images: string;
+  epochs: number | string;
+  steps: number | string;
+  lr: string;
+  warmup: number | string;
+  ema: string;
+  seeds: number | string;
+}
+
+/** The paper's DeiT-B run as a setup row (Table 9 recipe on ImageNet-1k). */
+export const PAPER_SETUP: SetupRow = {
+  what: "paper: DeiT-B",
+  model: "deit_base_patch16_224 (86.6 M)",
+  images: "1,281,167 (ImageNet-1k)",
+  epochs: 300,
+  steps: "375,300 (batch 1024)",
+  lr: "1e-3 (5e-4 × 1024/512)",
+  warmup: 5,
+  ema: "kept, not evaluated",
+  seeds: 1,
+};
+
+/** A setup row from a grid's runs of one arm (the first run's config; seeds = runs that exist). */
+export async function setupRow(root: string, what: string, dirs: string[]): Promise<SetupRow> {
+  const runs = (await Promise.all(dirs.map((d) => readRun(`${root}/${d}`)))).filter((r) => r !== null);
+  const r = runs[0];
+  if (!r) {
+    return {
+      what,
+      model: "—",
+      images: "—",
+      epochs: "—",
+      steps: "—",
+      lr: "—",
+      warmup: "—",
+      ema: "—",
+      seeds: 0,
+    };
+  }
+  const c = r.config, d = r.derived;
+  return {
+    what,
+    model: c.model,
+    images: d.train_images.toLocaleString("en"),
+    epochs: c.epochs,
+    steps: `${(d.steps_per_epoch * c.epochs).toLocaleString("en")} (batch ${c.batch_size})`,
+    lr: d.lr.toExponential(1),
+    warmup: c.warmup_epochs,
+    ema: c.ema ? `on (${c.ema_decay})` : "off",
+    seeds: runs.length,
+  };
+}
+
+/** The setup rows beside the paper's, as a table for a notebook. */
+export function setupTable(rows: SetupRow[]): ResultTable {
+  return {
+    name: "setup",
+    title: "Setup here vs the paper",
+    intro: [],
+    columns: ["what", "model", "images", "epochs", "steps", "lr", "warmup", "ema", "seeds"].map((k) => ({
+      key: k,
+      title: k === "lr" ? "peak lr" : k === "warmup" ? "warm-up epochs" : k === "ema" ? "EMA" : k,
+      digits: 0,
+    })),
+    rows: [PAPER_SETUP, ...rows] as unknown as Record<string, Cell>[],
+    notes: [],
+  };
+}

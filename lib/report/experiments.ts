@@ -4,7 +4,8 @@
  * the finished runs under results/runs (made by `deno task reproduce` / `deno task sweep`) and trains nothing.
  */
 import { initBackend } from "../backend.ts";
-import { planSweep, type Preset, runsRoot } from "../sweep/grid.ts";
+import { planSweep, type Preset, repoPath, runsRoot } from "../sweep/grid.ts";
+import { matchTeachersWhenDone } from "./teachers.ts";
 import { parseDevices, runSweep } from "../sweep/runner.ts";
 import { runStatus } from "../sweep/status.ts";
 
@@ -65,4 +66,18 @@ export async function prepareRuns(
     );
   }
   return { preset, root, missing, backend };
+}
+
+/**
+ * The claims grids (results/claims.md) in their order: the teachers and the other claims runs, then — once both
+ * teachers are done — the accuracy-matched teacher checkpoints, then the students that need them.
+ */
+export async function prepareClaimRuns(opts: Parameters<typeof prepareRuns>[1] = {}): Promise<Experiments> {
+  const first = await prepareRuns(["claims"], opts);
+  const t = `${repoPath(first.root)}/claims`;
+  if (await matchTeachersWhenDone(`${t}/teacher-regnet`, `${t}/teacher-deit`) && !opts.quiet) {
+    console.log("claims: teachers matched (checkpoint-matched.safetensors in each teacher's folder)");
+  }
+  const second = await prepareRuns(["claims-distill"], opts);
+  return { ...second, missing: [...first.missing, ...second.missing] };
 }

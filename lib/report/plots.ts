@@ -324,3 +324,31 @@ export async function show(x: Figure | Record<string, string>): Promise<void> {
     await new Promise((r) => setTimeout(r, 150));
   } else console.log(bundle["text/plain"] ?? `(${Object.keys(bundle).join(", ")} output)`);
 }
+
+/** A confusion matrix (rows: true class, columns: predicted), counts written in the cells, with a colour bar. */
+export function confusionFigure(counts: number[][], classes: string[], o: { title?: string } = {}): Figure {
+  const cells = counts.flatMap((row, t) => row.map((n, p) => ({ t: classes[t], p: classes[p], n })));
+  const labelW = Math.max(...classes.map((c) => textWidth(c)));
+  const max = Math.max(...cells.map((c) => c.n));
+  return render({
+    title: o.title,
+    legend: { type: "linear", scheme: "blues", domain: [0, max], label: "images" },
+    width: labelW + 40 + 44 * classes.length,
+    height: labelW + 60 + 30 * classes.length,
+    marginLeft: labelW + 30,
+    marginBottom: labelW + 30,
+    x: { label: "predicted →", domain: classes, tickRotate: -45 },
+    y: { label: "↑ true", domain: classes },
+    color: { scheme: "blues", domain: [0, max] },
+    marks: [
+      Plot.cell(cells, { x: "p", y: "t", fill: "n", inset: 0.5 }),
+      Plot.text(cells, {
+        x: "p",
+        y: "t",
+        text: (d: { n: number }) => String(d.n),
+        fill: (d: { n: number }) => (d.n > max / 2 ? "white" : "black"),
+        fontSize: 9,
+      }),
+    ],
+  });
+}
