@@ -51,6 +51,8 @@ export async function evaluate(
     const batches = evalBatches(samples, {
       batchSize,
       size: opts.size,
+      // At 32 px and below DeiT only normalises (no resize-and-crop), as the training runs evaluate.
+      deit: opts.size <= 32,
       onError: (s: ImageSample, err: DataError) => unreadable.push({ file: s.rel, reason: err.message }),
     });
     for await (const b of batches) {

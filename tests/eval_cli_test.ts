@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { evalTransform } from "../lib/data/eval_transform.ts";
+import { deitEvalTransform } from "../lib/data/eval_transform.ts";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
 import { buildModel } from "../lib/registry.ts";
 import { FIXTURES, useBackend } from "./helpers.ts";
@@ -67,7 +67,8 @@ Deno.test("eval: accuracy and predictions equal the model's own outputs on the t
   await loadCheckpoint(model, CKPT);
   let hit1 = 0, hit5 = 0;
   for (const l of lines) {
-    const x = tf.tensor4d(await evalTransform(`${dir}/${l.file}`, { size: 32 }), [1, 32, 32, 3]);
+    // A 32-px model: DeiT's small-image rule (no resize-and-crop; other sizes resized to 32), as training evaluates.
+    const x = tf.tensor4d(await deitEvalTransform(`${dir}/${l.file}`, 32), [1, 32, 32, 3]);
     const p = tf.tidy(() => tf.softmax(model.predict(x)));
     const probs = Array.from(p.dataSync());
     const order = probs.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, 5).map(([, i]) => i);

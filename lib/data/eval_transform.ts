@@ -381,6 +381,32 @@ export async function transformRgb(
  * @returns [size, size, 3] float32, channel-last, row-major, normalised with `mean`/`std`.
  * @throws DataError naming the file (or "<bytes>") when it cannot be read or decoded.
  */
+/**
+ * DeiT's eval transform as its `build_transform` applies it: above 32 px, the shorter side to size/0.875 (PIL
+ * bicubic) then the centre crop; at 32 px and below (CIFAR, Fashion-MNIST) it only normalises — an image of
+ * another side (e.g. the 8×8 digits into a 28-px model) is first resized to the model's side, bicubic. Training
+ * evaluation and `deno task eval` both go through this (they agree to the image).
+ */
+export async function deitEvalImage(img: RgbImage, size: number, out?: Float32Array): Promise<Float32Array> {
+  if (size > 32) return await transformRgb(img, { size, resampler: "pil" }, out);
+  const fit = img.width === size && img.height === size ? img : resizeBicubicPil(img, size, size);
+  return cropNormalize(fit, size, IMAGENET_MEAN, IMAGENET_STD, out);
+}
+
+/** {@link deitEvalImage} of an image file or its bytes (decode errors are DataErrors naming the file). */
+export async function deitEvalTransform(input: string | Uint8Array, size: number): Promise<Float32Array> {
+  const img = await decodeRgb(input);
+  try {
+    return await deitEvalImage(img, size);
+  } catch (e) {
+    if (e instanceof RangeError) throw e;
+    throw new DataError(`cannot transform image ${describe(input)}: ${(e as Error).message}`, {
+      path: describe(input),
+      cause: e,
+    });
+  }
+}
+
 export async function evalTransform(
   input: string | Uint8Array,
   opts: EvalTransformOptions,

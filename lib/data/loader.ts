@@ -3,7 +3,7 @@
  * the next batch loading while the consumer (the model) works on the current one.
  */
 import { DataError } from "./imagefolder.ts";
-import { evalTransform, type Resampler } from "./eval_transform.ts";
+import { deitEvalTransform, evalTransform, type Resampler } from "./eval_transform.ts";
 
 /** What the loader needs from a sample ({@link ImageSample} from `scanImageFolder` fits). */
 export interface LoadableSample {
@@ -32,6 +32,11 @@ export interface EvalBatchOptions<S extends LoadableSample> {
   resampler?: Resampler;
   /** Images decoded at once; default `navigator.hardwareConcurrency`. sharp runs each on its own worker thread. */
   concurrency?: number;
+  /**
+   * DeiT's own eval transform (`deitEvalImage`: at 32 px and below only normalise, as training evaluation
+   * does; above, PIL bicubic resize and centre crop) instead of the options above.
+   */
+  deit?: boolean;
   /**
    * Called, in sample order, for each image that cannot be read or decoded; the image is left out of its batch.
    * Without it, such an image ends the iteration with its DataError.
@@ -95,7 +100,9 @@ export async function* evalBatches<S extends LoadableSample>(
 
   const loadOne = async (sample: S): Promise<Loaded> => {
     try {
-      const image = await pool.run(() => evalTransform(sample.path, transformOpts));
+      const image = await pool.run(() =>
+        opts.deit ? deitEvalTransform(sample.path, size) : evalTransform(sample.path, transformOpts)
+      );
       return image ? { ok: true, image } : { ok: false, error: new DataError("loader closed") };
     } catch (e) {
       if (e instanceof DataError) return { ok: false, error: e };

@@ -3,13 +3,7 @@
  * top-5 and the cross-entropy loss.
  */
 import { type Dataset, type ImageU8 } from "../data/dataset.ts";
-import {
-  cropNormalize,
-  IMAGENET_MEAN,
-  IMAGENET_STD,
-  resizeBicubicPil,
-  transformRgb,
-} from "../data/eval_transform.ts";
+import { deitEvalImage } from "../data/eval_transform.ts";
 
 export interface EvalMetrics {
   acc1: number;
@@ -18,15 +12,9 @@ export interface EvalMetrics {
   count: number;
 }
 
-/**
- * DeiT's eval transform for one decoded image: above 32 px, shorter side to size/0.875 then centre crop; at
- * 32 px and below (CIFAR, Fashion-MNIST) DeiT only normalises — an image of another side (e.g. the 8×8 digits
- * into a 28-px model) is resized to the model's side with bicubic first.
- */
+/** DeiT's eval transform for one decoded image (lib/data/eval_transform.ts `deitEvalImage`). */
 export async function evalImage(img: ImageU8, size: number, out?: Float32Array): Promise<Float32Array> {
-  if (size > 32) return await transformRgb(img, { size, resampler: "pil" }, out);
-  const fit = img.width === size && img.height === size ? img : resizeBicubicPil(img, size, size);
-  return cropNormalize(fit, size, IMAGENET_MEAN, IMAGENET_STD, out);
+  return await deitEvalImage(img, size, out);
 }
 
 /** A subset view of a dataset (the first `n` indices of a fixed order). */
