@@ -12,8 +12,9 @@
  * `paper` is DeiT-B's ImageNet top-1 in Table 3 (soft: τ 3, α 1 on the class token, as the table's row).
  */
 import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
+import { LIGHT } from "../../lib/train/recipes.ts";
 
-const light = { aa: "", mixup: 0, cutmix: 0, reprob: 0, repeated_aug: false } as const;
+const light = LIGHT;
 const regnet = "{runs}/distill/teacher-regnet";
 const deitTeacher = "{runs}/distill/teacher-deit";
 

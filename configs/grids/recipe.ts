@@ -8,6 +8,7 @@
  * paper are runs that failed to train: 4.3 and 3.4).
  */
 import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
+import { PLAIN } from "../../lib/train/recipes.ts";
 
 export default {
   description: "ViT plain recipe vs the DeiT recipe and its ablation (Table 8) on Fashion-MNIST-10k",
@@ -18,16 +19,7 @@ export default {
       name: "plain",
       label:
         "ViT, plain recipe (no RandAugment, Mixup, CutMix, erasing, stochastic depth, smoothing, repeated aug.)",
-      overrides: {
-        aa: "",
-        color_jitter: 0,
-        mixup: 0,
-        cutmix: 0,
-        reprob: 0,
-        drop_path: 0,
-        smoothing: 0,
-        repeated_aug: false,
-      },
+      overrides: { ...PLAIN },
     },
     { name: "deit", label: "DeiT recipe (default)", paper: 81.8 },
     { name: "no-randaug", label: "− RandAugment", overrides: { aa: "" }, paper: 79.6 },
