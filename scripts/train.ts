@@ -52,6 +52,7 @@ await runMain(async () => {
   const smoke = take("--smoke", false) === true;
   if (!configArg) throw new UsageError(`--config is required\n${USAGE}`);
   const file = await loadConfigFile(configArg);
+  const REPO = new URL("../", import.meta.url).pathname;
   const config = resolveConfig(file.config, parseOverrides(args));
   const name = configArg.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
   const dir = out ?? (smoke ? await Deno.makeTempDir({ prefix: `smoke-${name}-` }) : `results/runs/${name}`);
@@ -61,7 +62,8 @@ await runMain(async () => {
     resume,
     smoke,
     command: ["deno task train", ...Deno.args].join(" "),
-    configSource: file.path,
+    // Relative to the repository when inside it: a run folder holds no machine's absolute paths.
+    configSource: file.path.startsWith(REPO) ? file.path.slice(REPO.length) : file.path,
     signal: interrupt.signal,
   });
   const last = logs[logs.length - 1];
