@@ -4,7 +4,7 @@
  * the finished runs under results/runs (made by `deno task reproduce` / `deno task sweep`) and trains nothing.
  */
 import { initBackend } from "../backend.ts";
-import { planSweep, type Preset, repoPath, runsRoot } from "../sweep/grid.ts";
+import { planSweep, type Preset, runsRoot } from "../sweep/grid.ts";
 import { matchTeachersWhenDone } from "./teachers.ts";
 import { parseDevices, runSweep } from "../sweep/runner.ts";
 import { runStatus } from "../sweep/status.ts";
@@ -74,7 +74,7 @@ export async function prepareRuns(
  */
 export async function prepareClaimRuns(opts: Parameters<typeof prepareRuns>[1] = {}): Promise<Experiments> {
   const first = await prepareRuns(["claims"], opts);
-  const t = `${repoPath(first.root)}/claims`;
+  const t = `${first.root}/claims`; // teachers.ts resolves it from the repository root
   if (await matchTeachersWhenDone(`${t}/teacher-regnet`, `${t}/teacher-deit`) && !opts.quiet) {
     console.log("claims: teachers matched (checkpoint-matched.safetensors in each teacher's folder)");
   }

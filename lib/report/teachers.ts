@@ -5,8 +5,11 @@
  * its snapshot whose test accuracy is nearest the weaker one's final accuracy, the weaker by its final weights.
  * Both are written as `checkpoint-matched.safetensors` in their run folders, which the students name.
  */
+import { repoPath } from "../sweep/grid.ts";
+import { readRun } from "./runs.ts";
 export interface TeacherLog {
   epoch: number;
+  /** NaN or null where the epoch was not evaluated. */
   test_acc1: number | null;
   finished?: boolean;
 }
@@ -21,7 +24,7 @@ export interface MatchChoice {
 /** Test top-1 after `epochs` epochs (the log line of epoch index epochs − 1), when it was evaluated. */
 function accAfter(log: TeacherLog[], epochs: number): number | null {
   const l = log.find((x) => x.epoch === epochs - 1);
-  return l && typeof l.test_acc1 === "number" ? l.test_acc1 : null;
+  return l && Number.isFinite(l.test_acc1 ?? NaN) ? l.test_acc1 : null;
 }
 
 /**
@@ -34,8 +37,8 @@ export function chooseMatch(
 ): MatchChoice {
   const final = (t: typeof a) => {
     const last = t.log[t.log.length - 1];
-    if (!last?.finished || typeof last.test_acc1 !== "number") throw new Error(`${t.dir}: not finished`);
-    return { epoch: last.epoch + 1, acc1: last.test_acc1 };
+    if (!last?.finished || !Number.isFinite(last.test_acc1 ?? NaN)) throw new Error(`${t.dir}: not finished`);
+    return { epoch: last.epoch + 1, acc1: last.test_acc1! };
   };
   const fa = final(a), fb = final(b);
   const [strong, weak, fs, fw] = fa.acc1 >= fb.acc1 ? [a, b, fa, fb] : [b, a, fb, fa];
@@ -56,27 +59,23 @@ export function chooseMatch(
   return { teachers, gap: Math.abs(best.acc1 - fw.acc1) };
 }
 
+/** A teacher run's log (through the report's run reader) and the epochs it kept snapshots of. */
 async function readTeacher(dir: string) {
-  const log = (await Deno.readTextFile(`${dir}/log.jsonl`)).split("\n").filter((l) => l.trim()).map((l) =>
-    JSON.parse(l) as TeacherLog
-  );
+  const run = await readRun(dir);
+  if (!run) throw new Error(`${dir}: no run there`);
   const snapshots: number[] = [];
-  for await (const e of Deno.readDir(dir)) {
+  for await (const e of Deno.readDir(repoPath(dir))) {
     const m = e.name.match(/^checkpoint-epoch-(\d+)\.safetensors$/);
     if (m) snapshots.push(Number(m[1]));
   }
-  return { dir, log, snapshots };
+  return { dir, log: run.logs, snapshots };
 }
 
 /**
  * Match the teachers when both are finished and not matched since (a no-op otherwise); true when matched.
  */
 export async function matchTeachersWhenDone(dirA: string, dirB: string): Promise<boolean> {
-  for (const d of [dirA, dirB]) {
-    const log = await Deno.readTextFile(`${d}/log.jsonl`).catch(() => "");
-    const last = log.trim().split("\n").pop();
-    if (!last || !JSON.parse(last).finished) return false;
-  }
+  for (const d of [dirA, dirB]) if (!(await readRun(d))?.done) return false;
   await matchTeachers(dirA, dirB);
   return true;
 }
@@ -85,10 +84,13 @@ export async function matchTeachersWhenDone(dirA: string, dirB: string): Promise
 export async function matchTeachers(dirA: string, dirB: string): Promise<MatchChoice> {
   const choice = chooseMatch(await readTeacher(dirA), await readTeacher(dirB));
   for (const t of choice.teachers) {
-    const dst = `${t.dir}/checkpoint-matched.safetensors`;
-    await Deno.copyFile(`${t.dir}/checkpoint-epoch-${t.epoch}.safetensors`, `${dst}.tmp-${Deno.pid}`);
+    const dst = `${repoPath(t.dir)}/checkpoint-matched.safetensors`;
+    await Deno.copyFile(
+      `${repoPath(t.dir)}/checkpoint-epoch-${t.epoch}.safetensors`,
+      `${dst}.tmp-${Deno.pid}`,
+    );
     await Deno.rename(`${dst}.tmp-${Deno.pid}`, dst);
-    await Deno.writeTextFile(`${t.dir}/teacher-match.json`, JSON.stringify(choice, null, 2) + "\n");
+    await Deno.writeTextFile(`${repoPath(t.dir)}/teacher-match.json`, JSON.stringify(choice, null, 2) + "\n");
   }
   return choice;
 }

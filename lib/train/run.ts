@@ -400,7 +400,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
       let lossSum = partial?.loss_sum ?? 0, steps = partial?.steps ?? 0, images = partial?.images ?? 0;
       let lossesRead = steps;
       /** Losses read back from the engines: summed into the epoch's mean; a non-finite one stops the run. */
-      const absorb = async (losses: number[], epoch: number, lastStep: number) => {
+      const absorb = async (losses: number[], lastStep: number) => {
         for (const [i, loss] of losses.entries()) {
           if (!Number.isFinite(loss)) {
             const step = lastStep - (losses.length - 1 - i);
@@ -439,7 +439,6 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
             b.target,
             readLoss,
           ),
-          epoch,
           b.step,
         );
         steps++;
@@ -456,7 +455,7 @@ export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
           stop ||
           (performance.now() - lastSave > cfg.checkpoint_minutes * 60_000 && !o.smoke && midEpoch)
         ) {
-          await absorb(await dp.readLosses(), epoch, b.step);
+          await absorb(await dp.readLosses(), b.step);
           await saveCheckpoint(lastPath, {
             loader: loader.state,
             global_step: globalStep,
