@@ -2,11 +2,11 @@
  * `deno task bench --model NAME --mode infer|train --batch-size N [--img-size S] [--backend B] [--runs 30]
  *  [--warmup 2] [--impl fast|reference] [--micro-batches N] [--json]`
  */
-import { initBackend, parseMatMul } from "../lib/backend.ts";
-import { benchmark } from "../lib/bench.ts";
-import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
-import { machineLine } from "../lib/machine.ts";
-import { modelConfig } from "../lib/registry.ts";
+import { initBackend, parseMatMul } from "../lib/accel/backend.ts";
+import { benchmark } from "../lib/train/bench.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
+import { machineLine } from "../lib/base/machine.ts";
+import { modelConfig } from "../lib/models/registry.ts";
 
 const USAGE = `usage: deno task bench --model NAME --mode infer|train --batch-size N [--img-size S]
        [--backend auto|tensorflow|webgpu|wasm|cpu] [--runs 30] [--warmup 2] [--impl fast|reference]

@@ -11,11 +11,11 @@
  *                        [--resampler auto|pil|sharp] [--json]
  */
 import sharp from "sharp";
-import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
-import { machineLine } from "../lib/machine.ts";
-import { Rng } from "../lib/rng.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
+import { machineLine } from "../lib/base/machine.ts";
+import { Rng } from "../lib/base/rng.ts";
 import type { Dataset, ImageU8 } from "../lib/data/dataset.ts";
-import { imageFolderDataset } from "../lib/data/datasets.ts";
+import { imageFolderDataset } from "../lib/data/datasets/mod.ts";
 import { ShuffleSampler } from "../lib/data/sampler.ts";
 import { TrainLoader } from "../lib/data/train_loader.ts";
 import {
@@ -27,7 +27,7 @@ import {
   randomHorizontalFlip,
   randomResizedCrop,
   type TrainResampler,
-} from "../lib/data/transforms.ts";
+} from "../lib/data/transforms/mod.ts";
 
 const USAGE = "usage: deno task bench:data [--images 64] [--batch 16] [--workers 0,1,2] [--epochs 5] " +
   "[--size 224] [--resampler auto|pil|sharp] [--json]";

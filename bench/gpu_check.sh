@@ -11,7 +11,7 @@
 # - NVIDIA's Vulkan driver: when no ICD manifest names it but the driver's libGLX_nvidia.so.0 is there, a
 #   manifest pointing at it (VK_DRIVER_FILES); a compute-only container without the driver's graphics
 #   libraries has no Vulkan on the GPU — the report says so (info.webgpu_adapter is null or a CPU adapter).
-# - one GPU for the single-GPU phases (CUDA_VISIBLE_DEVICES / Mesa's device selection, lib/gpu_select.ts), the
+# - one GPU for the single-GPU phases (CUDA_VISIBLE_DEVICES / Mesa's device selection, lib/accel/gpu_select.ts), the
 #   TensorFlow and CUDA caches large and persistent, TF_FORCE_GPU_ALLOW_GROWTH=true.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

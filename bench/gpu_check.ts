@@ -11,7 +11,7 @@
  *               images/s, peak device memory where the backend reports it
  *   throughput  the paper's Table 1 method for DeiT-Ti/S/B: the largest batch of a doubling series that runs
  *               (capped; said), then the mean time of a batch over up to 30 runs
- *   two-gpus    with 2 or more GPUs: two training processes at once, one per GPU (lib/gpu_select.ts)
+ *   two-gpus    with 2 or more GPUs: two training processes at once, one per GPU (lib/accel/gpu_select.ts)
  *   peer        the PyTorch peer (bench/peer_torch.py) on CUDA for the same shapes, float32 and mixed precision,
  *               when python3 has torch with CUDA
  *
@@ -21,12 +21,18 @@
  * dry run of the pack); its figures say nothing about a GPU.
  */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, probeAll, tensorflowUsesGpu, trainingSelfTest } from "../lib/backend.ts";
-import { benchmark, type BenchResult } from "../lib/bench.ts";
-import { intFlag, parseFlags, runMain } from "../lib/cli.ts";
-import { gpuEnv, nvidiaBusIds, visibleGpus } from "../lib/gpu_select.ts";
-import { machineLine } from "../lib/machine.ts";
-import { failures, type ParityItem, regnetParity, vitDistilledParity, vitMiniParity } from "../lib/parity.ts";
+import { initBackend, probeAll, tensorflowUsesGpu, trainingSelfTest } from "../lib/accel/backend.ts";
+import { benchmark, type BenchResult } from "../lib/train/bench.ts";
+import { intFlag, parseFlags, runMain } from "../lib/base/cli.ts";
+import { gpuEnv, nvidiaBusIds, visibleGpus } from "../lib/accel/gpu_select.ts";
+import { machineLine } from "../lib/base/machine.ts";
+import {
+  failures,
+  type ParityItem,
+  regnetParity,
+  vitDistilledParity,
+  vitMiniParity,
+} from "../lib/models/parity.ts";
 
 const USAGE = "usage: deno run -A bench/gpu_check.ts [--backend webgpu|tensorflow] [--fixtures DIR] " +
   "[--out FILE] [--quick] [--peer FILE.py]";

@@ -8,11 +8,11 @@
  *
  *   deno task bench:traffic [--model deit_micro_patch7_28] [--batch-size 32] [--steps 10] [--backend webgpu]
  */
-import { initBackend } from "../lib/backend.ts";
-import { intFlag, parseFlags, runMain } from "../lib/cli.ts";
-import { machineLine } from "../lib/machine.ts";
-import { DataParallel } from "../lib/parallel/data_parallel.ts";
-import { buildModel, modelIO } from "../lib/registry.ts";
+import { initBackend } from "../lib/accel/backend.ts";
+import { intFlag, parseFlags, runMain } from "../lib/base/cli.ts";
+import { machineLine } from "../lib/base/machine.ts";
+import { DataParallel } from "../lib/train/parallel/data_parallel.ts";
+import { buildModel, modelIO } from "../lib/models/registry.ts";
 
 const USAGE =
   "usage: deno task bench:traffic [--model NAME] [--batch-size N] [--steps N] [--backend webgpu|…]";

@@ -5,10 +5,10 @@
  *
  *   deno task bench:peer [--runs-infer 10] [--runs-train 3] [--only NAME]
  */
-import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
-import { cpuOpenblasCore } from "../lib/blas.ts";
-import { envVar, machineLine } from "../lib/machine.ts";
-import { formatTable, markdownTable } from "../lib/table.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
+import { cpuOpenblasCore } from "../lib/accel/blas.ts";
+import { envVar, machineLine } from "../lib/base/machine.ts";
+import { formatTable, markdownTable } from "../lib/base/text_table.ts";
 
 const USAGE = "usage: deno task bench:peer [--runs-infer 10] [--runs-train 3] [--only MODEL]";
 /** Debian's interpreter, which sees python3-torch (a pyenv python on PATH would not). */
@@ -44,7 +44,7 @@ await runMain(async () => {
       `the PyTorch peer needs Debian's python3-torch: apt-get install python3-torch libopenblas0-pthread`,
     );
   }
-  // The peer's OpenBLAS gets the kernels ours runs (lib/blas.ts sets them from the CPU's flags; an OpenBLAS
+  // The peer's OpenBLAS gets the kernels ours runs (lib/accel/blas.ts sets them from the CPU's flags; an OpenBLAS
   // older than the CPU would otherwise fall back to generic ones there too).
   const core = envVar("OPENBLAS_CORETYPE") ?? cpuOpenblasCore();
   const peerEnv: Record<string, string> = core ? { OPENBLAS_CORETYPE: core } : {};

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Same shapes as lib/registry.ts.
+# Same shapes as lib/models/registry.ts.
 MODELS = {
     "deit_tiny_patch16_224": dict(img=224, patch=16, dim=192, depth=12, heads=3, classes=1000, distilled=False),
     "deit_small_patch16_224": dict(img=224, patch=16, dim=384, depth=12, heads=6, classes=1000, distilled=False),

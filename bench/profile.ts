@@ -7,9 +7,9 @@
  * time also counts in the kernels inside them. bench/NOTES.md quotes its output.
  */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, parseMatMul } from "../lib/backend.ts";
-import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
-import { buildVit } from "../lib/registry.ts";
+import { initBackend, parseMatMul } from "../lib/accel/backend.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
+import { buildVit } from "../lib/models/registry.ts";
 import { computeGrads, crossEntropyBothHeads } from "../lib/train/step.ts";
 import type { Impl } from "../lib/vit/layers.ts";
 

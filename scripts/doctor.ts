@@ -3,8 +3,8 @@
  * which one `--backend auto` takes.
  */
 import { parseArgs } from "@std/cli";
-import { initBackend, probeAll, tensorflowUsesGpu } from "../lib/backend.ts";
-import { visibleGpus } from "../lib/gpu_select.ts";
+import { initBackend, probeAll, tensorflowUsesGpu } from "../lib/accel/backend.ts";
+import { visibleGpus } from "../lib/accel/gpu_select.ts";
 
 const args = parseArgs(Deno.args, { boolean: ["help"] });
 if (args.help) {

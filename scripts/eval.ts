@@ -3,12 +3,12 @@
  *  [--backend B]`: top-1 / top-5 of a checkpoint on an ImageFolder with DeiT's eval transform, for any
  * registered model (a DeiT, or a RegNetY teacher); the crop size is the model's (224, 384, or a fixture's).
  */
-import { initBackend } from "../lib/backend.ts";
-import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { initBackend } from "../lib/accel/backend.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
+import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import { scanImageFolder } from "../lib/data/imagefolder.ts";
-import { evaluate } from "../lib/eval.ts";
-import { buildModel, getEntry } from "../lib/registry.ts";
+import { evaluate } from "../lib/train/evaluate.ts";
+import { buildModel, getEntry } from "../lib/models/registry.ts";
 
 const USAGE = `usage: deno task eval --model NAME --checkpoint FILE(.pth|.safetensors) --data DIR
        [--predictions FILE.jsonl] [--batch-size 32] [--backend auto|tensorflow|webgpu|wasm|cpu]

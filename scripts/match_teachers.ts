@@ -2,7 +2,7 @@
  * `deno task match-teachers [--root results/runs]`: accuracy-matched teachers for claim (d) (lib/report/teachers.ts):
  * writes `checkpoint-matched.safetensors` in `<root>/claims/teacher-regnet` and `<root>/claims/teacher-deit`.
  */
-import { parseFlags, runMain } from "../lib/cli.ts";
+import { parseFlags, runMain } from "../lib/base/cli.ts";
 import { matchTeachers } from "../lib/report/teachers.ts";
 
 await runMain(async () => {

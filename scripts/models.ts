@@ -3,8 +3,8 @@
  * paper counts them) at its resolution, and the paper's ImageNet top-1.
  */
 import { parseArgs } from "@std/cli";
-import { modelNames, summarize } from "../lib/registry.ts";
-import { formatTable } from "../lib/table.ts";
+import { modelNames, summarize } from "../lib/models/registry.ts";
+import { formatTable } from "../lib/base/text_table.ts";
 
 const args = parseArgs(Deno.args, { boolean: ["json", "help"] });
 if (args.help) {

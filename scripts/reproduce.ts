@@ -12,16 +12,16 @@
  * the test suite runs it.
  */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
-import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
-import { loadCheckpoint, saveSafetensors } from "../lib/checkpoint.ts";
+import { initBackend } from "../lib/accel/backend.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
+import { loadCheckpoint, saveSafetensors } from "../lib/io/checkpoint.ts";
 import { writeGreyImageFolder } from "../lib/data/export.ts";
-import { FASHION_MNIST_CLASSES, readFashionMnist } from "../lib/data/idx.ts";
+import { FASHION_MNIST_CLASSES, readFashionMnist } from "../lib/data/formats/idx.ts";
 import { scanImageFolder } from "../lib/data/imagefolder.ts";
-import { evaluate } from "../lib/eval.ts";
-import { buildModel } from "../lib/registry.ts";
-import { formatTable, markdownTable } from "../lib/table.ts";
-import { machineLine } from "../lib/machine.ts";
+import { evaluate } from "../lib/train/evaluate.ts";
+import { buildModel } from "../lib/models/registry.ts";
+import { formatTable, markdownTable } from "../lib/base/text_table.ts";
+import { machineLine } from "../lib/base/machine.ts";
 import { prepareClaimRuns, prepareRuns } from "../lib/report/experiments.ts";
 import { claimsTable } from "../lib/report/claims.ts";
 import { formatDuration, readRun } from "../lib/report/runs.ts";
@@ -35,7 +35,7 @@ import {
   teacherTable,
   transferTable,
 } from "../lib/report/tables.ts";
-import { type ResultTable, tableMarkdown, writeTable } from "../lib/report/table.ts";
+import { type ResultTable, tableMarkdown, writeTable } from "../lib/report/result_table.ts";
 import { saveFigure } from "../lib/report/plots.ts";
 import {
   figure1,

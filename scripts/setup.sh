@@ -42,7 +42,7 @@ declare -A LOST=(
   [python3-sklearn]="the digits transfer runs need sklearn's digits.csv.gz: pass --data_dir DIR"
   [fonts-dejavu-core]="figures rendered to PNG have no text font (any TrueType font in ~/.fonts works)"
   [libopenblas0-pthread]="wasm matrix products use XNNPACK, several times slower (DEIT_BLAS=/path/libopenblas.so.0)"
-  [wabt]="lib/simd/kernels.wat cannot be reassembled (the committed kernels still run)"
+  [wabt]="lib/accel/simd/kernels.wat cannot be reassembled (the committed kernels still run)"
   [mesa-vulkan-drivers]="no software WebGPU adapter: the WebGPU tests are skipped (a GPU's own Vulkan driver works)"
   [libvulkan1]="no Vulkan loader: WebGPU is unavailable (install the loader, or LD_LIBRARY_PATH to one)"
 )

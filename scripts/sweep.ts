@@ -8,15 +8,15 @@
  * slots (lib/sweep/runner.ts), prints the table of their states, or writes Slurm array jobs
  * (lib/sweep/slurm.ts). Done runs are skipped and started ones resume, so the same command continues a sweep.
  */
-import { intFlag, parseFlags, runMain, UsageError } from "../lib/cli.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
 import { compactRun } from "../lib/sweep/compact.ts";
 import { configChanges, listGrids, planSweep, type Preset, REPO_ROOT, runsRoot } from "../lib/sweep/grid.ts";
 import { parseDevices, runSweep, shellLine, trainCommand } from "../lib/sweep/runner.ts";
-import { nvidiaBusIds } from "../lib/gpu_select.ts";
+import { nvidiaBusIds } from "../lib/accel/gpu_select.ts";
 import { writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { statusTable } from "../lib/sweep/view.ts";
-import { formatTable } from "../lib/table.ts";
+import { formatTable } from "../lib/base/text_table.ts";
 
 const USAGE = `usage: deno task sweep --grid NAME|FILE[,NAME…] [--devices cpu|cpu:N|0,1,…] [--max-parallel N]
                        [--preset full|smoke] [--root DIR] [--dry-run]

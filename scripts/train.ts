@@ -7,7 +7,7 @@
  * (into a temporary folder unless --out is given) on the same code path. SIGINT/SIGTERM stop the run after the
  * current step with checkpoint-last written (exit 130); a second signal a few seconds later exits at once.
  */
-import { runMain, UsageError } from "../lib/cli.ts";
+import { runMain, UsageError } from "../lib/base/cli.ts";
 import { listConfigs, loadConfigFile, parseOverrides, resolveConfig } from "../lib/train/config.ts";
 import { runTraining } from "../lib/train/run.ts";
 

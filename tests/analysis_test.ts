@@ -2,7 +2,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { agreement, attentionRollout, tokenSimilarity } from "../lib/distill/analysis.ts";
-import { buildModel } from "../lib/registry.ts";
+import { buildModel } from "../lib/models/registry.ts";
 import { useBackend } from "./helpers.ts";
 
 Deno.test("token similarity: one value per block, cosines in [-1, 1]; needs a distillation token", async () => {

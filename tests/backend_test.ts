@@ -1,7 +1,7 @@
 /** Backend selection: every backend is reported with a reason, unavailable ones fail clearly, wasm/cpu work. */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertRejects } from "@std/assert";
-import { BACKENDS, initBackend, probeAll } from "../lib/backend.ts";
+import { BACKENDS, initBackend, probeAll } from "../lib/accel/backend.ts";
 
 Deno.test("probeAll reports every concrete backend, each with a reason", async () => {
   const probes = await probeAll();
@@ -36,7 +36,7 @@ Deno.test("an unknown or unavailable backend is a clear error and leaves the oth
 });
 
 Deno.test("the training self-test that auto requires passes on every backend that can train here", async () => {
-  const { initBackend, trainingSelfTest } = await import("../lib/backend.ts");
+  const { initBackend, trainingSelfTest } = await import("../lib/accel/backend.ts");
   const { GPU_BACKENDS } = await import("./helpers.ts");
   for (const name of ["cpu", "wasm", ...GPU_BACKENDS]) {
     await initBackend(name);
@@ -57,7 +57,7 @@ Deno.test("the training self-test that auto requires passes on every backend tha
 });
 
 Deno.test("GPUs a process may use: nvidia-smi's list filtered by CUDA_VISIBLE_DEVICES as CUDA reads it", async () => {
-  const { filterVisible, parseNvidiaSmiList } = await import("../lib/gpu_select.ts");
+  const { filterVisible, parseNvidiaSmiList } = await import("../lib/accel/gpu_select.ts");
   const all = parseNvidiaSmiList(
     "GPU 0: NVIDIA H200 (UUID: GPU-aaaa-1)\nGPU 1: NVIDIA H200 (UUID: GPU-bbbb-2)\nGPU 2: NVIDIA H200 (UUID: GPU-cccc-3)\n",
   );

@@ -1,12 +1,12 @@
 /**
- * The BLAS matmul kernel (lib/blas.ts) computes what the stock wasm kernel does: every shape tf sends to
+ * The BLAS matmul kernel (lib/accel/blas.ts) computes what the stock wasm kernel does: every shape tf sends to
  * `BatchMatMul` (2-D, transposes, batches, broadcast batches, empty and K = 0), its gradients, and a training
  * run's losses. Skipped with the reason where no BLAS library loads.
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import { initBackend, wasmMatMul } from "../lib/backend.ts";
-import { blasStatus, openblasCoreFromFlags } from "../lib/blas.ts";
+import { initBackend, wasmMatMul } from "../lib/accel/backend.ts";
+import { blasStatus, openblasCoreFromFlags } from "../lib/accel/blas.ts";
 import { relErr, trainTiny } from "./helpers.ts";
 
 const blas = blasStatus();
@@ -102,7 +102,7 @@ Deno.test({
 });
 
 Deno.test("DEIT_BLAS=off and DEIT_MATMUL=xnnpack keep the stock kernel (a fresh process)", async () => {
-  const code = `import { initBackend, wasmMatMul } from "./lib/backend.ts";
+  const code = `import { initBackend, wasmMatMul } from "./lib/accel/backend.ts";
 await initBackend("wasm"); console.log(wasmMatMul());`;
   const root = new URL("../", import.meta.url).pathname;
   const run = async (env: Record<string, string>) => {

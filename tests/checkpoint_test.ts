@@ -4,9 +4,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { loadCheckpoint, loadStateDict, saveSafetensors, stateDictOf } from "../lib/checkpoint.ts";
+import { loadCheckpoint, loadStateDict, saveSafetensors, stateDictOf } from "../lib/io/checkpoint.ts";
 import { CheckpointError, type StateDict } from "../lib/io/tensor.ts";
-import { modelConfig } from "../lib/registry.ts";
+import { modelConfig } from "../lib/models/registry.ts";
 import { VisionTransformer } from "../lib/vit/model.ts";
 import { fixture, FIXTURES, useBackend } from "./helpers.ts";
 

@@ -19,7 +19,7 @@ import {
   resizeTarget,
   type RgbImage,
 } from "../lib/data/eval_transform.ts";
-import { type EvalBatch, evalBatches } from "../lib/data/loader.ts";
+import { type EvalBatch, evalBatches } from "../lib/data/eval_loader.ts";
 
 // ---------------------------------------------------------------------------------------------------- helpers
 

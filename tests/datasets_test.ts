@@ -1,5 +1,5 @@
 /**
- * Tests for lib/data/datasets.ts and lib/data/matlab.ts: every loader reads tiny files written here in the
+ * Tests for lib/data/datasets/mod.ts and lib/data/formats/matlab.ts: every loader reads tiny files written here in the
  * dataset's official format (CIFAR binary batches, MATLAB Level 5 .mat files from a small writer below, iNat JSON,
  * IDX, an ImageFolder tree), plus Fashion-MNIST and sklearn's digits from the Debian packages when installed.
  */
@@ -20,11 +20,11 @@ import {
   inaturalist,
   openDataset,
   stanfordCars,
-} from "../lib/data/datasets.ts";
-import { cifar } from "../lib/data/datasets.ts";
+} from "../lib/data/datasets/mod.ts";
+import { cifar } from "../lib/data/datasets/mod.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
-import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR } from "../lib/data/idx.ts";
-import { matString, matStrings, type MatValue, parseMat, readMat } from "../lib/data/matlab.ts";
+import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
+import { matString, matStrings, type MatValue, parseMat, readMat } from "../lib/data/formats/matlab.ts";
 
 // ---------------------------------------------------------------------------------------------------- helpers
 

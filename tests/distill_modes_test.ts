@@ -12,7 +12,7 @@ import {
   modeLogits,
 } from "../lib/distill/modes.ts";
 import { crossEntropy, labelSmoothingCrossEntropy } from "../lib/distill/losses.ts";
-import { buildModel } from "../lib/registry.ts";
+import { buildModel } from "../lib/models/registry.ts";
 import { AdamW } from "../lib/train/optim.ts";
 import { trainStep } from "../lib/train/step.ts";
 import { useBackend } from "./helpers.ts";

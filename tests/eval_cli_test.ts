@@ -8,8 +8,8 @@ import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { deitEvalTransform } from "../lib/data/eval_transform.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
-import { buildModel } from "../lib/registry.ts";
+import { loadCheckpoint } from "../lib/io/checkpoint.ts";
+import { buildModel } from "../lib/models/registry.ts";
 import { FIXTURES, useBackend } from "./helpers.ts";
 
 const SCRIPT = new URL("../scripts/eval.ts", import.meta.url).pathname;

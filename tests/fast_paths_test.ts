@@ -4,7 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert } from "@std/assert";
-import { modelConfig } from "../lib/registry.ts";
+import { modelConfig } from "../lib/models/registry.ts";
 import type { Impl } from "../lib/vit/layers.ts";
 import { VisionTransformer } from "../lib/vit/model.ts";
 import { PARITY_BACKENDS, relErr, trainTiny, useBackend } from "./helpers.ts";

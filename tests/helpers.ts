@@ -1,12 +1,12 @@
 /** Shared test utilities: fixture paths, relative error, backend switching, tensor-leak checks. */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
-import { buildModel } from "../lib/registry.ts";
+import { initBackend } from "../lib/accel/backend.ts";
+import { buildModel } from "../lib/models/registry.ts";
 import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
 import { trainStep } from "../lib/train/step.ts";
 import type { Impl } from "../lib/vit/layers.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
-export { nchwToNhwc, relErr } from "../lib/parity.ts";
+export { nchwToNhwc, relErr } from "../lib/models/parity.ts";
 import type { StateDict } from "../lib/io/tensor.ts";
 
 /** `shared/fixtures/reference/` beside the repository (CI lays shared/ next to the clone). */

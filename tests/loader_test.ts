@@ -11,7 +11,7 @@ import {
   assertRejects,
   assertThrows,
 } from "@std/assert";
-import { Rng } from "../lib/rng.ts";
+import { Rng } from "../lib/base/rng.ts";
 import type { Dataset, Sample } from "../lib/data/dataset.ts";
 import { RepeatedAugSampler, ShuffleSampler } from "../lib/data/sampler.ts";
 import { type TrainBatch, TrainLoader, type TrainLoaderOptions } from "../lib/data/train_loader.ts";

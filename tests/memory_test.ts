@@ -7,8 +7,8 @@ import {
   largestFittingBatch,
   oomMessage,
   WASM_HEAP_LIMIT_BYTES,
-} from "../lib/memory.ts";
-import { modelConfig } from "../lib/registry.ts";
+} from "../lib/train/memory.ts";
+import { modelConfig } from "../lib/models/registry.ts";
 
 Deno.test("heap estimate reproduces the DeiT-Ti measurements it was fitted to (±10%)", () => {
   const c = modelConfig("deit_tiny_patch16_224");

@@ -2,7 +2,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
 import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
-import { modelConfig } from "../lib/registry.ts";
+import { modelConfig } from "../lib/models/registry.ts";
 import { vitParamShapes } from "../lib/vit/config.ts";
 import { FIXTURES, PARITY_BACKENDS, relErr, useBackend } from "./helpers.ts";
 

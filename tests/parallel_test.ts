@@ -4,8 +4,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert } from "@std/assert";
-import { DataParallel } from "../lib/parallel/data_parallel.ts";
-import { buildModel } from "../lib/registry.ts";
+import { DataParallel } from "../lib/train/parallel/data_parallel.ts";
+import { buildModel } from "../lib/models/registry.ts";
 import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
 import { trainStep } from "../lib/train/step.ts";
 import { relErr, useBackend } from "./helpers.ts";
@@ -71,7 +71,7 @@ Deno.test("2 workers train exactly like 1 engine with the same total batch", asy
 
 Deno.test("with a frozen RegNet teacher and DeiT⚗'s loss, 2 workers match 1 engine", async () => {
   await useBackend("wasm");
-  const { buildRegNet } = await import("../lib/registry.ts");
+  const { buildRegNet } = await import("../lib/models/registry.ts");
   const { distillLossFn } = await import("../lib/distill/modes.ts");
   const teacher = buildRegNet("regnety_mini", {}, 8);
   const single = buildModel(MODEL, {}, 4);
@@ -108,7 +108,7 @@ Deno.test("with a frozen RegNet teacher and DeiT⚗'s loss, 2 workers match 1 en
 
 Deno.test("a RegNet student trains data-parallel: replicas keep identical weights and BatchNorm statistics", async () => {
   await useBackend("wasm");
-  const { buildRegNet } = await import("../lib/registry.ts");
+  const { buildRegNet } = await import("../lib/models/registry.ts");
   const net = buildRegNet("regnety_mini", {}, 3);
   const before = net.buffers.get("stem.bn.running_mean")!.dataSync().slice();
   const dp = await DataParallel.start(net, { name: "regnety_mini", overrides: {} }, {

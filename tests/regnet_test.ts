@@ -6,8 +6,8 @@
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "@std/assert";
-import { buildModel, modelConfig, modelNames, regnetConfig, summarize } from "../lib/registry.ts";
-import { loadCheckpoint, saveSafetensors } from "../lib/checkpoint.ts";
+import { buildModel, modelConfig, modelNames, regnetConfig, summarize } from "../lib/models/registry.ts";
+import { loadCheckpoint, saveSafetensors } from "../lib/io/checkpoint.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 import {
   batchNormTrain,
@@ -16,8 +16,8 @@ import {
   type ConvOptions,
   globalAvgPool,
   referenceConv2d,
-} from "../lib/distill/conv.ts";
-import { RegNet, regnetStages } from "../lib/distill/regnet.ts";
+} from "../lib/regnet/conv.ts";
+import { RegNet, regnetStages } from "../lib/regnet/model.ts";
 import { AdamW } from "../lib/train/optim.ts";
 import { evalTransform } from "../lib/data/eval_transform.ts";
 import {

@@ -5,13 +5,13 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes, assertThrows } from "@std/assert";
 import { formatDuration, readRun, runSeries } from "../lib/report/runs.ts";
 import { ablationTable, modelTable } from "../lib/report/tables.ts";
-import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/table.ts";
+import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/result_table.ts";
 import { barChart, heatmapGrid, imageGrid, lineChart } from "../lib/report/plots.ts";
 import { loadGrid } from "../lib/sweep/grid.ts";
-import { initBackend } from "../lib/backend.ts";
-import { stateDictOf } from "../lib/checkpoint.ts";
+import { initBackend } from "../lib/accel/backend.ts";
+import { stateDictOf } from "../lib/io/checkpoint.ts";
 import { writeSafetensors } from "../lib/io/safetensors.ts";
-import { buildVit } from "../lib/registry.ts";
+import { buildVit } from "../lib/models/registry.ts";
 import { loadRunModel } from "../lib/report/analysis.ts";
 
 async function fakeRun(dir: string, accs: number[], epochs = accs.length) {

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { ConfigError, DEFAULTS, parseOverrides, resolveConfig } from "../lib/train/config.ts";
-import { FASHION_MNIST_DIR } from "../lib/data/idx.ts";
+import { FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
 
 const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
@@ -125,8 +125,8 @@ Deno.test("train: a missing config and an unknown key are one-line errors", asyn
 
 Deno.test("every config in configs/ loads, resolves, names a registered model and a known dataset split", async () => {
   const { listConfigs, loadConfigFile } = await import("../lib/train/config.ts");
-  const { getEntry } = await import("../lib/registry.ts");
-  const { DATASET_SPLITS } = await import("../lib/data/datasets.ts");
+  const { getEntry } = await import("../lib/models/registry.ts");
+  const { DATASET_SPLITS } = await import("../lib/data/datasets/mod.ts");
   const names = await listConfigs();
   assert(names.length >= 13, names.join(", "));
   for (const n of names) {

@@ -4,7 +4,7 @@
  * computed by hand from Pillow's C code.
  */
 import { assert, assertAlmostEquals, assertEquals, assertNotEquals, assertThrows } from "@std/assert";
-import { Rng } from "../lib/rng.ts";
+import { Rng } from "../lib/base/rng.ts";
 import type { ImageF32, ImageU8 } from "../lib/data/dataset.ts";
 import {
   affine,
@@ -52,7 +52,7 @@ import {
   trainTransformSteps,
   translateX,
   translateY,
-} from "../lib/data/transforms.ts";
+} from "../lib/data/transforms/mod.ts";
 import { cutmixBboxAndLam, Mixup, mixupTarget, sampleBeta, sampleGamma } from "../lib/data/mixup.ts";
 import { RepeatedAugSampler, ShuffleSampler } from "../lib/data/sampler.ts";
 

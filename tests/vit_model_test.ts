@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import { modelConfig, modelNames, MODELS, summarize } from "../lib/registry.ts";
+import { modelConfig, modelNames, MODELS, summarize } from "../lib/models/registry.ts";
 import { dropPathRates, inferenceLogits, VisionTransformer } from "../lib/vit/model.ts";
 import { vitConfig } from "../lib/vit/config.ts";
 import { useBackend } from "./helpers.ts";

@@ -6,15 +6,15 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import { VisionTransformer } from "../lib/vit/model.ts";
-import { modelConfig } from "../lib/registry.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { modelConfig } from "../lib/models/registry.ts";
+import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import { resamplePosEmbed } from "../lib/vit/posembed.ts";
 import { fixture, FIXTURES, GPU_BACKENDS, PARITY_BACKENDS, relErr, useBackend } from "./helpers.ts";
-import { failures, type ParityItem, vitDistilledParity, vitMiniParity } from "../lib/parity.ts";
-import { buildModel } from "../lib/registry.ts";
+import { failures, type ParityItem, vitDistilledParity, vitMiniParity } from "../lib/models/parity.ts";
+import { buildModel } from "../lib/models/registry.ts";
 import type { Impl } from "../lib/vit/layers.ts";
 
-/** Both implementations of every op: the fast one (lib/ops.ts) and the plain tf formulation. */
+/** Both implementations of every op: the fast one (lib/accel/ops.ts) and the plain tf formulation. */
 const IMPLS: Impl[] = ["fast", "reference"];
 
 function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number) {

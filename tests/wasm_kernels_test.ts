@@ -1,13 +1,13 @@
 /**
- * The wasm kernels replaced in lib/wasm_kernels.ts (Slice, Transpose) give exactly what the cpu backend gives,
+ * The wasm kernels replaced in lib/accel/wasm_kernels.ts (Slice, Transpose) give exactly what the cpu backend gives,
  * for every permutation of ranks 1–5, with size-1 axes, empty tensors and int32 data; the fused LayerNorm and
  * GELU give what the composed ones give on the cpu backend (values and gradients).
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
-import { initBackend } from "../lib/backend.ts";
-import { gelu, layerNorm } from "../lib/ops.ts";
-import { fusedKernelsActive } from "../lib/wasm_kernels.ts";
+import { initBackend } from "../lib/accel/backend.ts";
+import { gelu, layerNorm } from "../lib/accel/ops.ts";
+import { fusedKernelsActive } from "../lib/accel/wasm_kernels.ts";
 import { relErr } from "./helpers.ts";
 
 function permutations(n: number): number[][] {
@@ -135,27 +135,30 @@ Deno.test("Identity on wasm shares the data: a clone outlives its source and fre
   assertEquals(await s.data(), ["a", "b"]);
 });
 
-Deno.test("lib/simd/kernels_wasm.ts is lib/simd/kernels.wat assembled (scripts/build_wasm.sh)", async () => {
+Deno.test("lib/accel/simd/kernels_wasm.ts is lib/accel/simd/kernels.wat assembled (scripts/build_wasm.sh)", async () => {
   const root = new URL("../", import.meta.url).pathname;
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command("wat2wasm", { args: ["lib/simd/kernels.wat", "--output=-"], cwd: root })
+    out = await new Deno.Command("wat2wasm", {
+      args: ["lib/accel/simd/kernels.wat", "--output=-"],
+      cwd: root,
+    })
       .output();
   } catch {
     console.log("skipped: no wat2wasm (Debian's wabt)");
     return;
   }
   assert(out.success, new TextDecoder().decode(out.stderr));
-  const { KERNELS_WASM_BASE64 } = await import("../lib/simd/kernels_wasm.ts");
+  const { KERNELS_WASM_BASE64 } = await import("../lib/accel/simd/kernels_wasm.ts");
   const committed = Uint8Array.from(atob(KERNELS_WASM_BASE64), (c) => c.charCodeAt(0));
   assertEquals(committed, out.stdout, "run scripts/build_wasm.sh after changing kernels.wat");
 });
 
 Deno.test("DEIT_SIMD=off: LayerNorm's JavaScript loops and the composed GELU give the same (a fresh process)", async () => {
   const code = `import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "./lib/backend.ts";
-import { gelu, layerNorm } from "./lib/ops.ts";
-import { fusedGeluActive, fusedKernelsDetail } from "./lib/wasm_kernels.ts";
+import { initBackend } from "./lib/accel/backend.ts";
+import { gelu, layerNorm } from "./lib/accel/ops.ts";
+import { fusedGeluActive, fusedKernelsDetail } from "./lib/accel/wasm_kernels.ts";
 await initBackend("wasm");
 const x = tf.randomNormal([6, 48], 0, 2, "float32", 4);
 const y = layerNorm(gelu(x), tf.randomNormal([48], 1, 0.5, "float32", 5), tf.zeros([48]), 1e-6);

@@ -4,8 +4,8 @@
  * back (transferred, not copied).
  */
 /// <reference lib="deno.worker" />
-import { Rng } from "../rng.ts";
-import { buildTrainTransform, type TrainTransform } from "./transforms.ts";
+import { Rng } from "../base/rng.ts";
+import { buildTrainTransform, type TrainTransform } from "./transforms/mod.ts";
 import type { AugmentReply, AugmentRequest } from "./train_loader.ts";
 
 let transform: TrainTransform | null = null;

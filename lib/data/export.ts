@@ -3,7 +3,7 @@
  * path that reads an ImageNet val folder can be exercised on data this machine has.
  */
 import sharp from "sharp";
-import type { GreyImages } from "./idx.ts";
+import type { GreyImages } from "./formats/idx.ts";
 
 /**
  * Write the first `count` images as `dir/<class>/<index>.png` (grey PNG). Idempotent: an existing folder with

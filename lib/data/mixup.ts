@@ -14,7 +14,7 @@
  *
  * Batches are NHWC float32 (the model's layout); timm's are NCHW, which changes nothing here.
  */
-import type { Rng } from "../rng.ts";
+import type { Rng } from "../base/rng.ts";
 
 export interface MixupOptions {
   /** Mixup's Beta α; 0 disables Mixup. Default 0.8. */

@@ -15,11 +15,11 @@
  * message, to the least-busy Worker. One Worker per spare core; on a 2-core machine one Worker keeps the main
  * thread free for the model.
  */
-import { Rng } from "../rng.ts";
+import { Rng } from "../base/rng.ts";
 import type { Dataset, ImageU8 } from "./dataset.ts";
 import { type MixMode, Mixup, type MixupOptions } from "./mixup.ts";
 import type { Sampler } from "./sampler.ts";
-import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms.ts";
+import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms/mod.ts";
 import { derivedRng, deriveSeed } from "./transforms/random.ts";
 
 /** Stream tags for {@link deriveSeed}: per-sample transforms and per-batch mixing never share a generator. */

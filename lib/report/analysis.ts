@@ -4,17 +4,17 @@
  * analyses of lib/distill/analysis.ts.
  */
 import * as tf from "@tensorflow/tfjs";
-import { loadStateDict } from "../checkpoint.ts";
+import { loadStateDict } from "../io/checkpoint.ts";
 import type { Dataset, ImageU8 } from "../data/dataset.ts";
-import { openDataset } from "../data/datasets.ts";
+import { openDataset } from "../data/datasets/mod.ts";
 import { readCheckpointFile } from "../io/checkpoint.ts";
-import { type AnyModel, buildRegNet, buildVit, getEntry } from "../registry.ts";
+import { type AnyModel, buildRegNet, buildVit, getEntry } from "../models/registry.ts";
 import { evalImage, type EvalMetrics, evaluateDataset, limitDataset } from "../train/evaluate.ts";
 import { VisionTransformer } from "../vit/model.ts";
 import { readRun, requireRun, type RunRecord } from "./runs.ts";
-import type { ResultTable } from "./table.ts";
+import type { ResultTable } from "./result_table.ts";
 import { agreement, attentionRollout, tokenSimilarity } from "../distill/analysis.ts";
-import type { RegNet } from "../distill/regnet.ts";
+import type { RegNet } from "../regnet/model.ts";
 import { repoPath } from "../sweep/grid.ts";
 
 export interface LoadRunOptions {

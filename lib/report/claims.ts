@@ -12,7 +12,7 @@ import type { VisionTransformer } from "../vit/model.ts";
 import { tokenSimilarity } from "../distill/analysis.ts";
 import { evalBatch, evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
 import { formatDuration, readRun, type RunRecord } from "./runs.ts";
-import type { Cell, ResultTable } from "./table.ts";
+import type { Cell, ResultTable } from "./result_table.ts";
 
 type Head = "cls" | "dist" | "both";
 

@@ -3,7 +3,7 @@
  * subsets, 2 epochs, under .cache/smoke/runs) so a notebook runs end to end in the test suite; "full" reads
  * the finished runs under results/runs (made by `deno task reproduce` / `deno task sweep`) and trains nothing.
  */
-import { initBackend } from "../backend.ts";
+import { initBackend } from "../accel/backend.ts";
 import { planSweep, type Preset, runsRoot } from "../sweep/grid.ts";
 import { matchTeachersWhenDone } from "./teachers.ts";
 import { parseDevices, runSweep } from "../sweep/runner.ts";

@@ -9,7 +9,7 @@ import { cutmixBboxAndLam, sampleBeta } from "../data/mixup.ts";
 import { randomCrop, randomHorizontalFlip } from "../data/transforms/geometry.ts";
 import { normalize, randomErasing } from "../data/transforms/normalize.ts";
 import { meanFill, parseRandAugment, randAugment } from "../data/transforms/rand_augment.ts";
-import { Rng } from "../rng.ts";
+import { Rng } from "../base/rng.ts";
 
 /** Undo the normalisation for display (values clamped to 0–255). */
 export function denormalize(img: ImageF32): ImageU8 {

@@ -4,12 +4,12 @@
  * notes, where our sign or size of an effect differs from the paper's.
  */
 import { DISTILL_MODES } from "../distill/modes.ts";
-import { getEntry, modelNames, summarize } from "../registry.ts";
+import { getEntry, modelNames, summarize } from "../models/registry.ts";
 import { loadGrid } from "../sweep/grid.ts";
 import { evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
 import { barChart, type Figure, lineChart } from "./plots.ts";
 import { formatDuration, readRun, type RunRecord, runSeries } from "./runs.ts";
-import type { Cell, Column, ResultTable } from "./table.ts";
+import type { Cell, Column, ResultTable } from "./result_table.ts";
 
 /** Columns every run-backed table ends with (the JSON rows also carry the run's exact `command`). */
 const PROVENANCE: Column[] = [

@@ -1,15 +1,15 @@
 /**
- * Table 1/5-style throughput measured here (the paper's method, lib/bench.ts: forward only, float32, warm-up,
+ * Table 1/5-style throughput measured here (the paper's method, lib/train/bench.ts: forward only, float32, warm-up,
  * mean time of a batch, images/s = batch / time) beside the paper's V100 figures, and the Figure-1-style
  * picture of throughput against top-1.
  */
-import { benchmark, type BenchResult } from "../bench.ts";
-import { initBackend } from "../backend.ts";
-import { machineLine } from "../machine.ts";
-import { getEntry } from "../registry.ts";
+import { benchmark, type BenchResult } from "../train/bench.ts";
+import { initBackend } from "../accel/backend.ts";
+import { machineLine } from "../base/machine.ts";
+import { getEntry } from "../models/registry.ts";
 import { repoPath } from "../sweep/grid.ts";
 import { type Figure, scatterChart } from "./plots.ts";
-import type { ResultTable } from "./table.ts";
+import type { ResultTable } from "./result_table.ts";
 
 export interface ThroughputPlan {
   model: string;

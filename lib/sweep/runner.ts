@@ -1,6 +1,6 @@
 /**
  * Runs many training runs on local slots: CPU slots (each run gets ⌊cores / slots⌋ wasm engines) or GPUs (one
- * run per GPU: lib/backend.ts `gpuEnv`, CUDA_VISIBLE_DEVICES for TensorFlow and Mesa's device selection for
+ * run per GPU: lib/accel/backend.ts `gpuEnv`, CUDA_VISIBLE_DEVICES for TensorFlow and Mesa's device selection for
  * WebGPU).
  *
  * Done runs are skipped, started ones resume (`--resume`), a run waits until the runs it needs are done and is
@@ -12,9 +12,9 @@
  * On a terminal a table is redrawn every second; in a pipe one plain line is printed per state change and per
  * new epoch.
  */
-import { gpuEnv } from "../gpu_select.ts";
-import { fmtSeconds } from "../progress.ts";
-import { formatTable } from "../table.ts";
+import { gpuEnv } from "../accel/gpu_select.ts";
+import { fmtSeconds } from "../base/progress.ts";
+import { formatTable } from "../base/text_table.ts";
 import { compactRun } from "./compact.ts";
 import { configChanges, REPO_ROOT, repoPath, type RunSpec, writeRunConfig } from "./grid.ts";
 import { clearFailure, recordFailure, type RunStatus, runStatus } from "./status.ts";
@@ -29,7 +29,7 @@ export interface Slot {
   workers?: number;
   /** GPU slots: the CUDA device id (nvidia-smi's index). */
   gpu?: string;
-  /** GPU slots: its PCI address when nvidia-smi gives it (WebGPU's adapter choice uses it; lib/backend.ts). */
+  /** GPU slots: its PCI address when nvidia-smi gives it (WebGPU's adapter choice uses it; lib/accel/backend.ts). */
   busId?: string;
 }
 

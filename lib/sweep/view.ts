@@ -1,6 +1,6 @@
 /** Tables of sweep runs: the live view of `deno task sweep` and `deno task sweep status`. */
-import { fmtSeconds } from "../progress.ts";
-import { formatTable } from "../table.ts";
+import { fmtSeconds } from "../base/progress.ts";
+import { formatTable } from "../base/text_table.ts";
 import type { RunSpec } from "./grid.ts";
 import { type RunStatus, runStatus } from "./status.ts";
 

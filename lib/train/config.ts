@@ -8,9 +8,9 @@
  */
 
 export interface TrainConfig {
-  /** Registered model name (lib/registry.ts). */
+  /** Registered model name (lib/models/registry.ts). */
   model: string;
-  /** Dataset name (lib/data/datasets.ts openDataset) and its folder ("" = the dataset's default location). */
+  /** Dataset name (lib/data/datasets/mod.ts openDataset) and its folder ("" = the dataset's default location). */
   dataset: string;
   data_dir: string;
   train_split: string;

@@ -11,9 +11,9 @@
  *                          state under `_train.*` (optimiser slots, EMA) and in the metadata (epoch, loader
  *                          position, every engine's RNG, best accuracy). Written to a temporary file and renamed.
  */
-import { type ConcreteBackend, initBackend, wasmMatMul } from "../backend.ts";
-import { type Loadable, loadCheckpoint, loadStateDict, stateDictFrom } from "../checkpoint.ts";
-import { openDataset } from "../data/datasets.ts";
+import { type ConcreteBackend, initBackend, wasmMatMul } from "../accel/backend.ts";
+import { type Loadable, loadCheckpoint, loadStateDict, stateDictFrom } from "../io/checkpoint.ts";
+import { openDataset } from "../data/datasets/mod.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { RepeatedAugSampler, ShuffleSampler } from "../data/sampler.ts";
 import { TrainLoader } from "../data/train_loader.ts";
@@ -21,12 +21,12 @@ import { checkDistillSetup, distillMode } from "../distill/modes.ts";
 import { readCheckpointFile } from "../io/checkpoint.ts";
 import { writeSafetensors } from "../io/safetensors.ts";
 import type { StateDict } from "../io/tensor.ts";
-import { machineLine } from "../machine.ts";
-import { DataParallel } from "../parallel/data_parallel.ts";
-import type { WorkerState } from "../parallel/protocol.ts";
-import { fmtSeconds, Progress } from "../progress.ts";
-import { type AnyModel, buildModel, getEntry, modelIO } from "../registry.ts";
-import { Rng } from "../rng.ts";
+import { machineLine } from "../base/machine.ts";
+import { DataParallel } from "./parallel/data_parallel.ts";
+import type { WorkerState } from "./parallel/protocol.ts";
+import { fmtSeconds, Progress } from "../base/progress.ts";
+import { type AnyModel, buildModel, getEntry, modelIO } from "../models/registry.ts";
+import { Rng } from "../base/rng.ts";
 import { VisionTransformer } from "../vit/model.ts";
 import type { TrainConfig } from "./config.ts";
 import { type EvalMetrics, evaluateDataset, limitDataset } from "./evaluate.ts";

@@ -4,7 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Logits } from "../vit/model.ts";
-import type { Classifier } from "../classifier.ts";
+import type { Classifier } from "../models/classifier.ts";
 import type { ViTConfig } from "../vit/config.ts";
 
 /** What a training step needs of a model (a ViT/DeiT or a RegNet). */
@@ -19,7 +19,7 @@ function vitConfigOf(model: TrainableModel): ViTConfig | undefined {
   return "embedDim" in model.config ? model.config as ViTConfig : undefined;
 }
 import { clipGradNorm, type Ema, type Optimizer } from "./optim.ts";
-import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "../memory.ts";
+import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "./memory.ts";
 
 /** Micro-batches per step: a number, or "auto" (as many as the wasm heap needs; 1 on other backends). */
 export type MicroBatches = number | "auto";

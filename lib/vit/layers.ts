@@ -5,11 +5,11 @@
  * transpose of PyTorch's `[out, in]`) so that the forward pass is a plain matmul.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Rng } from "../rng.ts";
-import { attentionCore, dense, gelu as geluFast, layerNorm as layerNormFast } from "../ops.ts";
+import type { Rng } from "../base/rng.ts";
+import { attentionCore, dense, gelu as geluFast, layerNorm as layerNormFast } from "../accel/ops.ts";
 
 /**
- * `fast`: the ops of lib/ops.ts (hand-written gradients on plain 2-D matmuls, attention as a loop of 2-D
+ * `fast`: the ops of lib/accel/ops.ts (hand-written gradients on plain 2-D matmuls, attention as a loop of 2-D
  * matmuls). `reference`: the direct tf formulation, kept to check the fast path against (same values up to
  * float rounding).
  */

@@ -9,7 +9,7 @@
  * in every mode; `inferenceLogits` applies DeiT's rule for the distilled model ((cls + dist) / 2 on logits).
  */
 import * as tf from "@tensorflow/tfjs";
-import { Rng } from "../rng.ts";
+import { Rng } from "../base/rng.ts";
 import { tokenCounts, type ViTConfig, vitConfig, vitParamShapes } from "./config.ts";
 import {
   attention,
@@ -21,10 +21,10 @@ import {
   mlp,
   type ParamGetter,
 } from "./layers.ts";
-import { internalShape, toInternal, toTorch } from "./layout.ts";
+import { internalShape, toInternal, toTorch } from "./torch_layout.ts";
 import { resamplePosEmbed } from "./posembed.ts";
 import type { HostTensor } from "../io/tensor.ts";
-import type { Loadable } from "../checkpoint.ts";
+import type { Loadable } from "../io/checkpoint.ts";
 
 export interface ForwardOptions {
   /** Training mode: stochastic depth and dropout active. */
@@ -188,7 +188,7 @@ export class VisionTransformer implements Loadable {
     return tf.tidy(() => inferenceLogits(this.forward(x, { training: false })));
   }
 
-  // --- checkpoint interface (see lib/checkpoint.ts) ---
+  // --- checkpoint interface (see lib/io/checkpoint.ts) ---
 
   torchShapes(): Map<string, number[]> {
     return vitParamShapes(this.config);

@@ -5,7 +5,7 @@
 import type { Dataset, ImageU8, Sample } from "../dataset.ts";
 import { decodeRgb } from "../eval_transform.ts";
 import { DataError } from "../imagefolder.ts";
-import type { LoadableSample } from "../loader.ts";
+import type { LoadableSample } from "../eval_loader.ts";
 
 export { DataError };
 
@@ -86,7 +86,7 @@ export async function findRoot(
 
 /**
  * A dataset of image files decoded on demand with {@link decodeRgb} (`PIL.Image.open(path).convert("RGB")`).
- * `samples` can be passed straight to `evalBatches` (lib/data/loader.ts).
+ * `samples` can be passed straight to `evalBatches` (lib/data/eval_loader.ts).
  */
 export class FileDataset implements Dataset {
   constructor(

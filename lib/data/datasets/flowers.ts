@@ -8,8 +8,8 @@
  * DeiT's transfer experiments train on train + val (2,040 images, the "trainval" split here) and test on "test".
  * Samples are listed in the order of the ids in `setid.mat` (as torchvision's `Flowers102`).
  */
-import type { LoadableSample } from "../loader.ts";
-import { matNumbers, matVariable, readMat } from "../matlab.ts";
+import type { LoadableSample } from "../eval_loader.ts";
+import { matNumbers, matVariable, readMat } from "../formats/matlab.ts";
 import { checkSplit, DataError, FileDataset, findRoot } from "./common.ts";
 
 export type FlowersSplit = "train" | "val" | "test" | "trainval";

@@ -4,8 +4,8 @@
  */
 import { gunzipSync } from "node:zlib";
 import type { Dataset } from "../dataset.ts";
-import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, readFashionMnist } from "../idx.ts";
-import { Rng } from "../../rng.ts";
+import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, readFashionMnist } from "../formats/idx.ts";
+import { Rng } from "../../base/rng.ts";
 import { checkLabels, checkSplit, DataError, MemoryDataset, readBytes, statOrNull } from "./common.ts";
 
 /**

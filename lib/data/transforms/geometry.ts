@@ -10,7 +10,7 @@
  *   centre is mapped into the input), with Pillow's bicubic (a = −1), bilinear or nearest filters.
  */
 import sharp from "sharp";
-import type { Rng } from "../../rng.ts";
+import type { Rng } from "../../base/rng.ts";
 import type { ImageU8 } from "../dataset.ts";
 import { pyRound, resizeBicubicPil } from "../eval_transform.ts";
 import { randint, uniform } from "./random.ts";

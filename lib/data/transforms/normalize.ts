@@ -2,7 +2,7 @@
  * The float end of the training transform: `ToTensor` + `Normalize` (uint8 → float32, torch's float32
  * arithmetic) and timm's `RandomErasing`, which works on the normalised image.
  */
-import type { Rng } from "../../rng.ts";
+import type { Rng } from "../../base/rng.ts";
 import type { ImageF32, ImageU8 } from "../dataset.ts";
 import { IMAGENET_MEAN, IMAGENET_STD } from "../eval_transform.ts";
 import { fillStandardNormal, randint, uniform } from "./random.ts";

@@ -12,7 +12,7 @@
  *
  * Every function returns a new image and leaves its input untouched.
  */
-import type { Rng } from "../../rng.ts";
+import type { Rng } from "../../base/rng.ts";
 import type { ImageU8 } from "../dataset.ts";
 import { image } from "./geometry.ts";
 import { shuffleInPlace, uniform } from "./random.ts";

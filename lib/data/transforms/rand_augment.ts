@@ -13,7 +13,7 @@
  *
  * The draws happen in timm's order: op choices, then per op the apply test, the magnitude, the sign.
  */
-import type { Rng } from "../../rng.ts";
+import type { Rng } from "../../base/rng.ts";
 import type { ImageU8 } from "../dataset.ts";
 import { IMAGENET_MEAN, pyRound } from "../eval_transform.ts";
 import { type AffineResample, type Rgb, rotate, shearX, shearY, translateX, translateY } from "./geometry.ts";

@@ -6,7 +6,7 @@
  * (both ends included), `gauss(mu, sigma)`. The streams are of course not Python's (mulberry32, not MT19937):
  * what is reproduced is the distribution and the order of the decisions, not the bytes of a PyTorch run.
  */
-import { Rng } from "../../rng.ts";
+import { Rng } from "../../base/rng.ts";
 
 /** Uniform in [lo, hi) (Python's `random.uniform`). */
 export function uniform(rng: Rng, lo: number, hi: number): number {

@@ -5,9 +5,9 @@
  * GFLOPS, but a matmul with `transposeA`/`transposeB` — what tf's own MatMul gradient uses — or with a batch
  * dimension falls to a generic loop at 1–2.5 GFLOPS. So on that kernel every gradient here is a plain matmul
  * on an explicitly transposed operand, and attention is a loop of 2-D matmuls. With the matmuls through BLAS
- * (lib/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead, and attention
+ * (lib/accel/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead, and attention
  * is three kernels that run sgemm on q, k and v where they lie in the qkv projection's output (no head-layout
- * transposes). On wasm, LayerNorm and GELU are fused kernels (lib/wasm_kernels.ts). The values are the same
+ * transposes). On wasm, LayerNorm and GELU are fused kernels (lib/accel/wasm_kernels.ts). The values are the same
  * functions as the plain tf formulation (only float rounding differs); tests check every path against the
  * reference fixtures.
  */
@@ -76,7 +76,7 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
   if (fusedGeluActive()) {
-    // One wasm-SIMD pass each way (lib/simd); Φ(x) is kept for the backward pass (one activation more).
+    // One wasm-SIMD pass each way (lib/accel/simd); Φ(x) is kept for the backward pass (one activation more).
     const fused = tf.customGrad((x, save) => {
       const [y, cdf] = tf.engine().runKernel("DeitGelu", { x: x as tf.Tensor }) as tf.Tensor[];
       (save as tf.GradSaveFunc)([x as tf.Tensor, cdf]);
@@ -192,7 +192,7 @@ export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tens
 }
 
 /**
- * `attentionCore` with the BLAS kernels that read q, k and v where they lie in qkv (lib/blas.ts): scores,
+ * `attentionCore` with the BLAS kernels that read q, k and v where they lie in qkv (lib/accel/blas.ts): scores,
  * the stock softmax, context; backward one kernel. Saved for the gradient: qkv and P.
  */
 function attentionInPlace(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {

@@ -1,12 +1,12 @@
 /**
- * Messages between the data-parallel coordinator (lib/parallel/data_parallel.ts) and its workers
- * (lib/parallel/worker.ts). Arrays travel as transferable typed arrays; gradients travel through one
+ * Messages between the data-parallel coordinator (lib/train/parallel/data_parallel.ts) and its workers
+ * (lib/train/parallel/worker.ts). Arrays travel as transferable typed arrays; gradients travel through one
  * SharedArrayBuffer.
  */
-import type { ConcreteBackend, MatMulChoice } from "../backend.ts";
-import type { OptimizerState } from "../train/optim.ts";
-import type { Impl } from "../vit/layers.ts";
-import type { MicroBatches } from "../train/step.ts";
+import type { ConcreteBackend, MatMulChoice } from "../../accel/backend.ts";
+import type { OptimizerState } from "../optim.ts";
+import type { Impl } from "../../vit/layers.ts";
+import type { MicroBatches } from "../step.ts";
 
 /** A batch shard: images NHWC float32, integer labels, and optional soft targets `[n, C]`. */
 export interface Shard {

@@ -5,7 +5,7 @@
  * Patch embedding: timm's conv `[D, C, p, p]` ↔ ours `[p·p·C, D]`, rows ordered (ph, pw, c) to match how
  * `patchEmbed` flattens an NHWC patch. Everything else is stored as timm stores it.
  */
-import { hwioToOihw, oihwToHwio, transpose2d } from "../layout.ts";
+import { hwioToOihw, oihwToHwio, transpose2d } from "../io/layout.ts";
 
 const PATCH = "patch_embed.proj.weight";
 

@@ -13,7 +13,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createRequire } from "node:module";
 import "@tensorflow/tfjs-backend-wasm";
 import { blasMatMulActive, blasStatus, setBlasThreads, useBlasMatMul } from "./blas.ts";
-import { envVar } from "./machine.ts";
+import { envVar } from "../base/machine.ts";
 import { visibleGpus } from "./gpu_select.ts";
 import { fusedKernelsDetail, registerWasmKernelFixes } from "./wasm_kernels.ts";
 
@@ -47,7 +47,7 @@ export function isBackendName(s: string): s is BackendName {
 
 /** Is an npm package present in the project's node_modules (without importing it)? */
 function packagePresent(pkg: string): boolean {
-  const root = new URL("../node_modules/", import.meta.url);
+  const root = new URL("../../node_modules/", import.meta.url);
   try {
     return Deno.statSync(new URL(`${pkg}/package.json`, root)).isFile;
   } catch {

@@ -15,18 +15,12 @@
  */
 /// <reference lib="deno.worker" />
 import * as tf from "@tensorflow/tfjs";
-import { blasThreadBudget, initBackend } from "../backend.ts";
-import { VisionTransformer } from "../vit/model.ts";
-import { AdamW, Ema, type Optimizer, readAll, Sgd } from "../train/optim.ts";
-import {
-  applyUpdate,
-  computeGrads,
-  crossEntropyBothHeads,
-  type LossFn,
-  type Targets,
-} from "../train/step.ts";
-import { distillLossFn } from "../distill/modes.ts";
-import { type AnyModel, buildModel } from "../registry.ts";
+import { blasThreadBudget, initBackend } from "../../accel/backend.ts";
+import { VisionTransformer } from "../../vit/model.ts";
+import { AdamW, Ema, type Optimizer, readAll, Sgd } from "../optim.ts";
+import { applyUpdate, computeGrads, crossEntropyBothHeads, type LossFn, type Targets } from "../step.ts";
+import { distillLossFn } from "../../distill/modes.ts";
+import { type AnyModel, buildModel } from "../../models/registry.ts";
 import {
   BARRIER_BYTES,
   type InitMessage,

@@ -5,11 +5,11 @@
  * the GPU device check (bench/gpu_check.ts) both read these reports.
  */
 import * as tf from "@tensorflow/tfjs";
-import { loadCheckpoint } from "./checkpoint.ts";
-import { readSafetensors } from "./io/safetensors.ts";
+import { loadCheckpoint } from "../io/checkpoint.ts";
+import { readSafetensors } from "../io/safetensors.ts";
 import { buildModel, modelConfig } from "./registry.ts";
-import type { Impl } from "./vit/layers.ts";
-import { VisionTransformer } from "./vit/model.ts";
+import type { Impl } from "../vit/layers.ts";
+import { VisionTransformer } from "../vit/model.ts";
 
 export interface ParityItem {
   /** What was compared, e.g. "eval_logits" or "grad.blocks.0.attn.qkv.weight". */

@@ -14,9 +14,9 @@
  * (image, rng state): the loader seeds one Rng per sample from (seed, epoch, position) and gets the same bytes
  * on any thread.
  */
-import type { Rng } from "../rng.ts";
-import type { ImageF32, ImageU8, Sample } from "./dataset.ts";
-import { IMAGENET_MEAN, IMAGENET_STD, resizeBicubicPil } from "./eval_transform.ts";
+import type { Rng } from "../../base/rng.ts";
+import type { ImageF32, ImageU8, Sample } from "../dataset.ts";
+import { IMAGENET_MEAN, IMAGENET_STD, resizeBicubicPil } from "../eval_transform.ts";
 import {
   randomCrop,
   randomHorizontalFlip,
@@ -24,16 +24,16 @@ import {
   RRC_RATIO,
   RRC_SCALE,
   type TrainResampler,
-} from "./transforms/geometry.ts";
-import { colorJitter } from "./transforms/pixel.ts";
-import { meanFill, parseRandAugment, randAugment } from "./transforms/rand_augment.ts";
-import { type EraseMode, normalize, randomErasing } from "./transforms/normalize.ts";
+} from "./geometry.ts";
+import { colorJitter } from "./pixel.ts";
+import { meanFill, parseRandAugment, randAugment } from "./rand_augment.ts";
+import { type EraseMode, normalize, randomErasing } from "./normalize.ts";
 
-export * from "./transforms/geometry.ts";
-export * from "./transforms/pixel.ts";
-export * from "./transforms/rand_augment.ts";
-export * from "./transforms/normalize.ts";
-export * from "./transforms/random.ts";
+export * from "./geometry.ts";
+export * from "./pixel.ts";
+export * from "./rand_augment.ts";
+export * from "./normalize.ts";
+export * from "./random.ts";
 
 /** DeiT's RandAugment policy (`--aa`). */
 export const DEIT_RAND_AUGMENT = "rand-m9-mstd0.5-inc1";

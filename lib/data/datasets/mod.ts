@@ -14,21 +14,21 @@
  *
  * Every problem with the data (a missing folder, split or file, a truncated or corrupt file) is a
  * {@link DataError} whose message names the file; file-backed datasets report undecodable images from `get`,
- * naming the image. The loaders live in `./datasets/`; this module re-exports them and adds {@link openDataset}.
+ * naming the image. The loaders live in `./`; this module re-exports them and adds {@link openDataset}.
  */
-import type { Dataset } from "./dataset.ts";
-import { DataError } from "./imagefolder.ts";
-import { cifar } from "./datasets/cifar.ts";
-import { digits, fashionMnist } from "./datasets/grey.ts";
-import { flowers102, type FlowersSplit } from "./datasets/flowers.ts";
-import { stanfordCars } from "./datasets/cars.ts";
-import { type InatLevel, inaturalist } from "./datasets/inat.ts";
-import { imageFolderDataset } from "./datasets/imagenet.ts";
-import { checkSplit } from "./datasets/common.ts";
+import type { Dataset } from "../dataset.ts";
+import { DataError } from "../imagefolder.ts";
+import { cifar } from "./cifar.ts";
+import { digits, fashionMnist } from "./grey.ts";
+import { flowers102, type FlowersSplit } from "./flowers.ts";
+import { stanfordCars } from "./cars.ts";
+import { type InatLevel, inaturalist } from "./inat.ts";
+import { imageFolderDataset } from "./imagenet.ts";
+import { checkSplit } from "./common.ts";
 
 export { DataError };
-export { FileDataset, MemoryDataset, type MemoryImages } from "./datasets/common.ts";
-export { cifar, CIFAR100_CLASSES, CIFAR10_CLASSES } from "./datasets/cifar.ts";
+export { FileDataset, MemoryDataset, type MemoryImages } from "./common.ts";
+export { cifar, CIFAR100_CLASSES, CIFAR10_CLASSES } from "./cifar.ts";
 export {
   digits,
   DIGITS_CLASSES,
@@ -36,11 +36,11 @@ export {
   DIGITS_TEST_SIZE,
   type DigitsOptions,
   fashionMnist,
-} from "./datasets/grey.ts";
-export { flowers102, FLOWERS_SPLITS, type FlowersSplit } from "./datasets/flowers.ts";
-export { CarsDataset, stanfordCars } from "./datasets/cars.ts";
-export { INAT_LEVELS, type InatLevel, type InatOptions, inaturalist } from "./datasets/inat.ts";
-export { imageFolderDataset, type ImageFolderOptions } from "./datasets/imagenet.ts";
+} from "./grey.ts";
+export { flowers102, FLOWERS_SPLITS, type FlowersSplit } from "./flowers.ts";
+export { CarsDataset, stanfordCars } from "./cars.ts";
+export { INAT_LEVELS, type InatLevel, type InatOptions, inaturalist } from "./inat.ts";
+export { imageFolderDataset, type ImageFolderOptions } from "./imagenet.ts";
 
 /** The names {@link openDataset} takes, and each one's splits (null: any sub-folder name). */
 export const DATASET_SPLITS = {

@@ -4,7 +4,7 @@
  * PyTorch stores a convolution `[out, in, kh, kw]` (OIHW) and a Linear `[out, in]`; tf wants `[kh, kw, in, out]`
  * (HWIO) and `[in, out]`, so that convolutions and matmuls run without transposes.
  */
-import { numel } from "./io/tensor.ts";
+import { numel } from "./tensor.ts";
 
 /** OIHW `[O, I, P, Q]` data → HWIO `[P, Q, I, O]`. */
 export function oihwToHwio(data: Float32Array, shape: readonly number[]): Float32Array {

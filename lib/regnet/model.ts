@@ -18,11 +18,11 @@
  * num_batches_tracked, as PyTorch does. State-dict keys are timm's (`stem.conv.weight`, `s1.b1.conv2.bn.*`,
  * `s1.b1.se.fc1.*`, `s1.b1.downsample.conv.weight`, `head.fc.*`, …).
  */
-import { hwioToOihw, oihwToHwio, transpose2d } from "../layout.ts";
+import { hwioToOihw, oihwToHwio, transpose2d } from "../io/layout.ts";
 import * as tf from "@tensorflow/tfjs";
-import { Rng } from "../rng.ts";
-import { dense } from "../ops.ts";
-import type { Loadable } from "../checkpoint.ts";
+import { Rng } from "../base/rng.ts";
+import { dense } from "../accel/ops.ts";
+import type { Loadable } from "../io/checkpoint.ts";
 import type { Logits } from "../vit/model.ts";
 import {
   batchNormAffine,
@@ -392,7 +392,7 @@ export class RegNet implements Loadable {
     }
   }
 
-  // --- checkpoint interface (see lib/checkpoint.ts) ---
+  // --- checkpoint interface (see lib/io/checkpoint.ts) ---
 
   torchShapes(): Map<string, number[]> {
     return regnetStateShapes(this.config);

@@ -18,15 +18,15 @@
  * Identity and wasm's own Reshape do.
  *
  * Fused LayerNorm and GELU (new kernels `DeitLayerNorm`, `DeitLayerNormGrad`, `DeitGelu`, `DeitGeluGrad`, used
- * by lib/ops.ts when {@link fusedKernelsActive} / {@link fusedGeluActive}): composed of tf ops LayerNorm is ~8
+ * by lib/accel/ops.ts when {@link fusedKernelsActive} / {@link fusedGeluActive}): composed of tf ops LayerNorm is ~8
  * kernels forward and ~12 backward (moments, rsqrt, the column sums of the parameter gradients) and the exact
  * GELU 5 and 11, each a pass over the activations; libm's erf in the stock `Erf` alone was 12% of a step.
- * Both run as wasm-SIMD kernels (lib/simd) — LayerNorm three passes over a row forward and two backward, GELU
+ * Both run as wasm-SIMD kernels (lib/accel/simd) — LayerNorm three passes over a row forward and two backward, GELU
  * one each way, keeping Φ(x) for the backward pass; LayerNorm over rows whose length is not a multiple of 4,
  * or where wasm SIMD is missing (or `DEIT_SIMD=off`), runs the JavaScript loops below, in double precision.
  */
 import * as tf from "@tensorflow/tfjs";
-import { envVar } from "./machine.ts";
+import { envVar } from "../base/machine.ts";
 import {
   geluBackward,
   geluForward,
@@ -42,7 +42,7 @@ interface WasmBackendLike {
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
-/** What tf passes a kernel function (lib/blas.ts's kernels take the same). */
+/** What tf passes a kernel function (lib/accel/blas.ts's kernels take the same). */
 export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap };
 
 function sliceKernel(args: KernelArgs) {
@@ -214,11 +214,11 @@ function layerNormGradKernel(args: KernelArgs) {
   return [dx, dw, db];
 }
 
-/** A float tensor's view of the heap, for lib/simd's JavaScript tail. */
+/** A float tensor's view of the heap, for lib/accel/simd's JavaScript tail. */
 const heapF32 = (backend: WasmBackendLike) => (t: { dataId: unknown }) =>
   backend.typedArrayFromHeap(t as tf.TensorInfo) as Float32Array;
 
-/** Outputs y = x·Φ(x) and Φ(x) (kept for the backward pass): lib/simd's `gelu_fwd`. */
+/** Outputs y = x·Φ(x) and Φ(x) (kept for the backward pass): lib/accel/simd's `gelu_fwd`. */
 function geluKernel(args: KernelArgs) {
   const x = args.inputs.x as tf.TensorInfo;
   const backend = args.backend as WasmBackendLike & WasmHeapBackend;
@@ -228,7 +228,7 @@ function geluKernel(args: KernelArgs) {
   return [y, cdf];
 }
 
-/** dx = dy·(Φ(x) + x·φ(x)) from x, Φ(x) and dy: lib/simd's `gelu_bwd`. */
+/** dx = dy·(Φ(x) + x·φ(x)) from x, Φ(x) and dy: lib/accel/simd's `gelu_bwd`. */
 function geluGradKernel(args: KernelArgs) {
   const { x, cdf, dy } = args.inputs as Record<string, tf.TensorInfo>;
   const backend = args.backend as WasmBackendLike & WasmHeapBackend;
@@ -250,17 +250,17 @@ const FUSED: [string, (a: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]][] = [
   ["DeitLayerNormGrad", layerNormGradKernel],
 ];
 
-/** Whether lib/ops.ts may call the fused kernels: they are registered and the active backend is wasm. */
+/** Whether lib/accel/ops.ts may call the fused kernels: they are registered and the active backend is wasm. */
 export function fusedKernelsActive(): boolean {
   return registered && tf.getBackend() === "wasm";
 }
 
-/** Whether lib/ops.ts may call the fused GELU: {@link fusedKernelsActive} and the runtime runs wasm SIMD. */
+/** Whether lib/accel/ops.ts may call the fused GELU: {@link fusedKernelsActive} and the runtime runs wasm SIMD. */
 export function fusedGeluActive(): boolean {
   return fusedKernelsActive() && useSimd(tf.backend());
 }
 
-/** Why the lib/simd kernels do not run in this process, or null when they do (decided once). */
+/** Why the lib/accel/simd kernels do not run in this process, or null when they do (decided once). */
 let simdOff: string | null | undefined;
 function simdOffReason(): string | null {
   simdOff ??= envVar("DEIT_SIMD") === "off" ? "DEIT_SIMD=off" : simdSupported() ? null : "no wasm SIMD";
@@ -268,7 +268,7 @@ function simdOffReason(): string | null {
 }
 
 /**
- * Whether the lib/simd kernels run on `backend`: the runtime has wasm SIMD, the heap is reachable and not
+ * Whether the lib/accel/simd kernels run on `backend`: the runtime has wasm SIMD, the heap is reachable and not
  * shared, and `DEIT_SIMD` is not `off` (for comparisons).
  */
 function useSimd(backend: unknown): boolean {
@@ -279,7 +279,7 @@ function useSimd(backend: unknown): boolean {
 export function fusedKernelsDetail(): string {
   const off = simdOffReason();
   if (off) return `LayerNorm in JavaScript, GELU composed of tf ops (${off})`;
-  return "LayerNorm and GELU as wasm-SIMD kernels on the heap (lib/simd)";
+  return "LayerNorm and GELU as wasm-SIMD kernels on the heap (lib/accel/simd)";
 }
 
 function identityKernel(args: KernelArgs, stock: tf.KernelFunc) {

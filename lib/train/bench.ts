@@ -4,12 +4,12 @@
  * step (forward, loss, backward, AdamW update). Data loading is excluded (inputs are random tensors).
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Impl } from "./vit/layers.ts";
-import { buildVit } from "./registry.ts";
-import { AdamW, noWeightDecay } from "./train/optim.ts";
-import { computeGrads, crossEntropyBothHeads, type MicroBatches } from "./train/step.ts";
+import type { Impl } from "../vit/layers.ts";
+import { buildVit } from "../models/registry.ts";
+import { AdamW, noWeightDecay } from "./optim.ts";
+import { computeGrads, crossEntropyBothHeads, type MicroBatches } from "./step.ts";
 import { DataParallel } from "./parallel/data_parallel.ts";
-import { type ConcreteBackend, type MatMulChoice, wasmMatMul } from "./backend.ts";
+import { type ConcreteBackend, type MatMulChoice, wasmMatMul } from "../accel/backend.ts";
 
 export interface BenchOptions {
   model: string;

@@ -14,7 +14,7 @@
  * the stock kernel stays and `blasStatus()` says why (`deno task doctor` prints it).
  */
 import * as tf from "@tensorflow/tfjs";
-import { envVar } from "./machine.ts";
+import { envVar } from "../base/machine.ts";
 import type { KernelArgs } from "./wasm_kernels.ts";
 
 const SYMBOLS = {

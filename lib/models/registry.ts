@@ -6,15 +6,15 @@
  * `model_cfgs` (timm/models/regnet.py, after Radosavovic et al. 2020, "Designing Network Design Spaces",
  * pycls). Small rows: the shapes of the reference fixtures, used by the tests and the examples.
  */
-import { countParams, type ViTConfig, vitConfig, vitGFlops, vitParamShapes } from "./vit/config.ts";
-import { VisionTransformer } from "./vit/model.ts";
+import { countParams, type ViTConfig, vitConfig, vitGFlops, vitParamShapes } from "../vit/config.ts";
+import { VisionTransformer } from "../vit/model.ts";
 import {
   RegNet,
   type RegNetConfig,
   regnetGFlops,
   regnetParamShapes,
   resolveRegNetConfig,
-} from "./distill/regnet.ts";
+} from "../regnet/model.ts";
 
 export interface PaperFigures {
   /** ImageNet-1k top-1 (%) reported in the paper. */

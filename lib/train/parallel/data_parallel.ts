@@ -5,11 +5,11 @@
  * engine makes on the whole batch (up to float rounding; tests/parallel_test.ts). The same mechanism is how one
  * run could later spread over several devices.
  */
-import type { ConcreteBackend, MatMulChoice } from "../backend.ts";
-import { noWeightDecay, readAll } from "../train/optim.ts";
-import type { Loadable } from "../checkpoint.ts";
-import type { Impl } from "../vit/layers.ts";
-import type { TrainableModel } from "../train/step.ts";
+import type { ConcreteBackend, MatMulChoice } from "../../accel/backend.ts";
+import { noWeightDecay, readAll } from "../optim.ts";
+import type { Loadable } from "../../io/checkpoint.ts";
+import type { Impl } from "../../vit/layers.ts";
+import type { TrainableModel } from "../step.ts";
 import {
   BARRIER_BYTES,
   type LossSpec,
@@ -20,7 +20,7 @@ import {
   type Traffic,
   type WorkerState,
 } from "./protocol.ts";
-import type { MicroBatches } from "../train/step.ts";
+import type { MicroBatches } from "../step.ts";
 import { OutOfMemoryError } from "../memory.ts";
 
 export interface DataParallelOptions {

@@ -10,8 +10,8 @@
  * about 42 floats per token and channel (saved activations and backward temporaries) and 7 per attention
  * score (P, its transpose, dP, dS …); plus weights, gradients and the two AdamW moments.
  */
-import type { ViTConfig } from "./vit/config.ts";
-import { countParams, tokenCounts, vitParamShapes } from "./vit/config.ts";
+import type { ViTConfig } from "../vit/config.ts";
+import { countParams, tokenCounts, vitParamShapes } from "../vit/config.ts";
 
 /** Usable wasm heap: 4 GiB less a margin for fragmentation. */
 export const WASM_HEAP_LIMIT_BYTES = 3.5 * 2 ** 30;

@@ -1,5 +1,5 @@
 /**
- * Our own wasm-SIMD kernels (lib/simd/kernels.wat), run on tfjs-backend-wasm's heap: the module imports the
+ * Our own wasm-SIMD kernels (lib/accel/simd/kernels.wat), run on tfjs-backend-wasm's heap: the module imports the
  * backend instance's `WebAssembly.Memory`, so a kernel reads its inputs and writes its outputs where tf keeps
  * them, four floats an instruction. Why not JavaScript: even a trivial loop over a Float32Array costs ~2.5 ns an
  * element here and V8's `Math.exp` ~15 ns, against well under 1 ns for these (bench/NOTES.md § Lever 5).
@@ -75,7 +75,7 @@ export function heapUsable(backend: unknown): boolean {
 function kernelsFor(backend: WasmHeapBackend): Exports {
   const memory = backend.wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) {
-    throw new Error("lib/simd: the wasm backend's memory is not reachable (backend.wasm.asm.memory)");
+    throw new Error("lib/accel/simd: the wasm backend's memory is not reachable (backend.wasm.asm.memory)");
   }
   let k = instances.get(memory);
   if (!k) {
@@ -89,7 +89,7 @@ function kernelsFor(backend: WasmHeapBackend): Exports {
 /** Byte offset of a tensor's data in the heap. */
 function offset(backend: WasmHeapBackend, dataId: unknown): number {
   const d = backend.dataIdMap.get(dataId);
-  if (!d) throw new Error("lib/simd: tensor data is not on the wasm backend");
+  if (!d) throw new Error("lib/accel/simd: tensor data is not on the wasm backend");
   return d.memoryOffset;
 }
 
@@ -164,7 +164,7 @@ export function layerNormForward(
   eps: number,
   t: { x: Ref; weight: Ref; bias: Ref; y: Ref; xhat: Ref; rstd: Ref },
 ): void {
-  if (d % 4 !== 0) throw new Error(`lib/simd layerNormForward: row length ${d} is not a multiple of 4`);
+  if (d % 4 !== 0) throw new Error(`lib/accel/simd layerNormForward: row length ${d} is not a multiple of 4`);
   if (rows === 0) return;
   const o = (r: Ref) => offset(backend, r.dataId);
   kernelsFor(backend).layernorm_fwd(
@@ -187,7 +187,9 @@ export function layerNormBackward(
   d: number,
   t: { dy: Ref; xhat: Ref; rstd: Ref; weight: Ref; dx: Ref; dweight: Ref; dbias: Ref },
 ): void {
-  if (d % 4 !== 0) throw new Error(`lib/simd layerNormBackward: row length ${d} is not a multiple of 4`);
+  if (d % 4 !== 0) {
+    throw new Error(`lib/accel/simd layerNormBackward: row length ${d} is not a multiple of 4`);
+  }
   const o = (r: Ref) => offset(backend, r.dataId);
   kernelsFor(backend).layernorm_bwd(
     o(t.dy),

@@ -3,7 +3,7 @@
  * notebooks. A row holds the paper's value where there is one beside ours, and how ours was made (config,
  * command, commit).
  */
-import { markdownTable } from "../table.ts";
+import { markdownTable } from "../base/text_table.ts";
 
 export type Cell = string | number | null;
 
