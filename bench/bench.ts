@@ -3,6 +3,7 @@
  *  [--warmup 2] [--impl fast|reference] [--micro-batches N] [--json]`
  */
 import { initBackend, parseMatMul } from "../lib/accel/backend.ts";
+import { fastOps, setFastOps } from "../lib/accel/switch.ts";
 import { benchmark } from "../lib/train/bench.ts";
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
 import { machineLine } from "../lib/base/machine.ts";
@@ -13,7 +14,8 @@ const USAGE = `usage: deno task bench --model NAME --mode infer|train --batch-si
        [--micro-batches auto|N] [--workers N] [--matmul blas|xnnpack] [--json]
 --workers: data-parallel engines (default: one per core on wasm/cpu, 1 elsewhere).
 --stock-kernels: keep tfjs-backend-wasm's own Slice kernel (before/after measurements).
---impl reference: the plain tf formulation without the fast ops (before/after measurements).
+--impl reference: the readable reference layers without the fast ops (before/after measurements); default
+  fast, or reference under DEIT_OPS=reference.
 --matmul xnnpack: wasm matrix products through the stock kernel instead of the machine's BLAS.`;
 
 await runMain(async () => {
@@ -36,7 +38,6 @@ await runMain(async () => {
       backend: "auto",
       runs: "30",
       warmup: "2",
-      impl: "fast",
       "micro-batches": "1",
       "batch-size": "32",
     },
@@ -46,8 +47,10 @@ await runMain(async () => {
   if (mode !== "infer" && mode !== "train") {
     throw new UsageError(`--mode must be infer or train, got '${mode}'`);
   }
-  const impl = String(a.impl);
-  if (impl !== "fast" && impl !== "reference") throw new UsageError(`--impl must be fast or reference`);
+  if (a.impl !== undefined) {
+    if (a.impl !== "fast" && a.impl !== "reference") throw new UsageError(`--impl must be fast or reference`);
+    setFastOps(a.impl === "fast"); // before the workers start: they take the parent's setting
+  }
   modelConfig(String(a.model));
   const matmul = a.matmul === undefined ? undefined : parseMatMul(String(a.matmul));
   if (matmul === null) throw new UsageError(`--matmul must be blas or xnnpack, got '${a.matmul}'`);
@@ -72,11 +75,17 @@ await runMain(async () => {
     imgSize: a["img-size"] ? intFlag(a["img-size"], "img-size") : undefined,
     runs: intFlag(a.runs, "runs"),
     warmup: Number(a.warmup),
-    impl,
     microBatches: a["micro-batches"] === "auto" ? "auto" : intFlag(a["micro-batches"], "micro-batches"),
     onRun: a.json ? undefined : (i, ms) => console.error(`run ${i + 1}: ${ms.toFixed(0)} ms`),
   });
-  const out = { ...r, backend: backend.name, date: new Date().toISOString(), machine: await machineLine() };
+  const ops = fastOps() ? "fast" : "reference";
+  const out = {
+    ...r,
+    impl: ops,
+    backend: backend.name,
+    date: new Date().toISOString(),
+    machine: await machineLine(),
+  };
   if (r.micro_batches > 1) {
     console.error(
       `note: ${r.batch_size / r.workers} images per engine do not fit in the wasm heap at once: each step ` +
@@ -90,7 +99,7 @@ await runMain(async () => {
         r.images_per_s.toFixed(2)
       } images/s, ` +
         `${r.step_ms.toFixed(1)} ms/${r.mode === "train" ? "step" : "batch"} (min ${r.min_ms.toFixed(1)}, ` +
-        `max ${r.max_ms.toFixed(1)}, ${r.runs} runs), ${r.workers} worker(s), impl ${r.impl}${
+        `max ${r.max_ms.toFixed(1)}, ${r.runs} runs), ${r.workers} worker(s), impl ${ops}${
           r.matmul ? `, matmul ${r.matmul}` : ""
         }, peak RSS ${r.peak_rss_mb.toFixed(0)} MB`,
     );

@@ -11,7 +11,7 @@ import { initBackend, parseMatMul } from "../lib/accel/backend.ts";
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
 import { buildVit } from "../lib/models/registry.ts";
 import { computeGrads, crossEntropyBothHeads } from "../lib/train/step.ts";
-import type { Impl } from "../lib/vit/layers.ts";
+import { fastOps, setFastOps } from "../lib/accel/switch.ts";
 
 const USAGE =
   "usage: deno task bench:profile --model NAME [--batch-size 128] [--img-size S] [--backend wasm] " +
@@ -20,20 +20,22 @@ const USAGE =
 await runMain(async () => {
   const a = parseFlags(Deno.args, {
     string: ["model", "batch-size", "img-size", "backend", "matmul", "impl", "top"],
-    default: { "batch-size": "128", backend: "wasm", impl: "fast", top: "14" },
+    default: { "batch-size": "128", backend: "wasm", top: "14" },
   }, USAGE);
   if (!a.model) throw new UsageError(`--model is required\n${USAGE}`);
   const matmul = a.matmul === undefined ? undefined : parseMatMul(String(a.matmul));
   if (matmul === null) throw new UsageError(`--matmul must be blas or xnnpack, got '${a.matmul}'`);
-  const impl = String(a.impl) as Impl;
-  if (impl !== "fast" && impl !== "reference") throw new UsageError("--impl must be fast or reference");
+  if (a.impl !== undefined) {
+    if (a.impl !== "fast" && a.impl !== "reference") throw new UsageError("--impl must be fast or reference");
+    setFastOps(a.impl === "fast");
+  }
+  const impl = fastOps() ? "fast" : "reference";
   await initBackend(String(a.backend), { matmul });
   const model = buildVit(
     String(a.model),
     a["img-size"] ? { imgSize: intFlag(a["img-size"], "img-size") } : {},
     0,
   );
-  model.impl = impl;
   const B = intFlag(a["batch-size"], "batch-size"), S = model.config.imgSize;
   const x = tf.randomNormal([B, S, S, model.config.inChans], 0, 1, "float32", 1) as tf.Tensor4D;
   const labels = tf.tensor1d(Array.from({ length: B }, (_, i) => i % model.config.numClasses), "int32");

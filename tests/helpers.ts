@@ -4,7 +4,6 @@ import { initBackend } from "../lib/accel/backend.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
 import { trainStep } from "../lib/train/step.ts";
-import type { Impl } from "../lib/vit/layers.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 export { nchwToNhwc, relErr } from "../lib/models/parity.ts";
 import type { StateDict } from "../lib/io/tensor.ts";
@@ -45,15 +44,12 @@ export async function useBackend(name: string): Promise<void> {
 
 /**
  * A few AdamW steps of the mini distilled DeiT on seeded random batches (drop path on: every path draws the same
- * masks from the same seeded generator) — for tests that compare two ways of computing the same training run.
+ * masks from the same seeded generator) — for tests that compare two ways of computing the same training run
+ * (e.g. the two settings of the op switch: `withFastOps(false, () => trainTiny(5))`).
  * Returns the losses and one weight matrix at the end.
  */
-export async function trainTiny(
-  steps: number,
-  impl: Impl = "fast",
-): Promise<{ losses: number[]; weights: Float32Array }> {
+export async function trainTiny(steps: number): Promise<{ losses: number[]; weights: Float32Array }> {
   const model = buildModel("deit_mini_distilled_patch8_32", { dropPathRate: 0.1 }, 11);
-  model.impl = impl;
   const noDecay = new Set([...model.torchShapes()].filter(([k, s]) => noWeightDecay(k, s)).map(([k]) => k));
   const opt = new AdamW(model.params, { noDecay });
   const losses: number[] = [];

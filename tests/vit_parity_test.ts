@@ -12,10 +12,10 @@ import { resamplePosEmbed } from "../lib/vit/posembed.ts";
 import { fixture, FIXTURES, GPU_BACKENDS, PARITY_BACKENDS, relErr, useBackend } from "./helpers.ts";
 import { failures, type ParityItem, vitDistilledParity, vitMiniParity } from "../lib/models/parity.ts";
 import { buildModel } from "../lib/models/registry.ts";
-import type { Impl } from "../lib/vit/layers.ts";
+import { withFastOps } from "../lib/accel/switch.ts";
 
-/** Both implementations of every op: the fast one (lib/accel/ops.ts) and the plain tf formulation. */
-const IMPLS: Impl[] = ["fast", "reference"];
+/** Both settings of the op switch: the fast ops (lib/accel/ops.ts) and the readable reference layers. */
+const OPS = ["fast", "reference"] as const;
 
 function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number) {
   const e = relErr(got, want);
@@ -32,19 +32,20 @@ function holds(items: ParityItem[]) {
 }
 
 for (
-  const [backend, impl] of [...PARITY_BACKENDS, ...GPU_BACKENDS].flatMap((b) =>
-    IMPLS.map((i) => [b, i] as const)
+  const [backend, ops] of [...PARITY_BACKENDS, ...GPU_BACKENDS].flatMap((b) =>
+    OPS.map((o) => [b, o] as const)
   )
 ) {
-  Deno.test(`vit_mini eval logits match timm [${backend}, ${impl}]`, async () => {
+  const fast = ops === "fast";
+  Deno.test(`vit_mini eval logits match timm [${backend}, ${ops}]`, async () => {
     await useBackend(backend);
-    holds(await vitMiniParity(FIXTURES, impl));
+    holds(await withFastOps(fast, () => vitMiniParity(FIXTURES)));
   });
 
   for (const file of ["vit_mini_distilled.pth", "vit_mini_distilled.safetensors"]) {
-    Deno.test(`${file}: logits, features, loss and every gradient match [${backend}, ${impl}]`, async () => {
+    Deno.test(`${file}: logits, features, loss and every gradient match [${backend}, ${ops}]`, async () => {
       await useBackend(backend);
-      const items = await vitDistilledParity(FIXTURES, file, impl);
+      const items = await withFastOps(fast, () => vitDistilledParity(FIXTURES, file));
       // eval logits, features, loss, 2 training logits, and one gradient per parameter
       assertEquals(items.length, 5 + buildModel("deit_mini_distilled_patch8_32").params.size);
       holds(items);

@@ -15,7 +15,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { envVar } from "../base/machine.ts";
-import type { KernelArgs } from "./wasm_kernels.ts";
+import type { AttentionShape, KernelArgs, WasmBackendLike } from "./kernel.ts";
 
 const SYMBOLS = {
   cblas_sgemm: {
@@ -138,10 +138,8 @@ export function setBlasThreads(n: number): void {
   if (lib?.openblas_set_num_threads) lib.openblas_set_num_threads(Math.max(1, Math.floor(n)));
 }
 
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-}
+/** A float32 tensor's view of the heap (every tensor these kernels touch is float32). */
+const floats = (backend: WasmBackendLike, t: tf.TensorInfo) => backend.typedArrayFromHeap(t) as Float32Array;
 
 const prod = (s: number[]) => s.reduce((a, c) => a * c, 1);
 
@@ -199,8 +197,8 @@ function makeBatchMatMul(gemm: Gemm, fallback: tf.KernelFunc) {
     const out = backend.makeOutput([...batchShape, M, N], "float32");
     if (batch * M * N === 0) return out;
     // Views after makeOutput: allocating may grow (and so replace) the heap's buffer.
-    const A = backend.typedArrayFromHeap(a), B = backend.typedArrayFromHeap(b);
-    const C = backend.typedArrayFromHeap(out);
+    const A = floats(backend, a), B = floats(backend, b);
+    const C = floats(backend, out);
     if (K === 0) {
       C.fill(0);
       return out;
@@ -228,15 +226,8 @@ function makeBatchMatMul(gemm: Gemm, fallback: tf.KernelFunc) {
  * `DeitAttnGrad` (dO, qkv, P) → dqkv `[B·T, 3D]`: dv = Pᵀ·dO, dS = P ⊙ (dP − rowsum(dP ⊙ P)) with
  * dP = dO·vᵀ, dq = scale·dS·k, dk = scale·dSᵀ·q — each written into its own columns of dqkv.
  */
-interface AttnAttrs {
-  batch: number;
-  tokens: number;
-  heads: number;
-  headDim: number;
-}
-
 function attnDims(args: KernelArgs) {
-  const { batch: B, tokens: T, heads: H, headDim: hd } = args.attrs as unknown as AttnAttrs;
+  const { batch: B, tokens: T, heads: H, headDim: hd } = args.attrs as unknown as AttentionShape;
   const D = H * hd;
   return { B, T, H, hd, D, scale: 1 / Math.sqrt(hd) };
 }
@@ -258,7 +249,7 @@ function makeAttnScores(gemm: Gemm) {
     checkQkv(qkv, B, T, D, "DeitAttnScores");
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput([B * H, T, T], "float32");
-    const X = backend.typedArrayFromHeap(qkv), S = backend.typedArrayFromHeap(out);
+    const X = floats(backend, qkv), S = floats(backend, out);
     const ld = 3 * D;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
@@ -277,8 +268,8 @@ function makeAttnContext(gemm: Gemm) {
     checkQkv(qkv, B, T, D, "DeitAttnContext");
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput([B * T, D], "float32");
-    const X = backend.typedArrayFromHeap(qkv), P = backend.typedArrayFromHeap(p);
-    const O = backend.typedArrayFromHeap(out);
+    const X = floats(backend, qkv), P = floats(backend, p);
+    const O = floats(backend, out);
     const ld = 3 * D;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
@@ -298,8 +289,8 @@ function makeAttnGrad(gemm: Gemm) {
     checkQkv(qkv, B, T, D, "DeitAttnGrad");
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput([B * T, 3 * D], "float32");
-    const X = backend.typedArrayFromHeap(qkv), P = backend.typedArrayFromHeap(p);
-    const G = backend.typedArrayFromHeap(dy), DX = backend.typedArrayFromHeap(out);
+    const X = floats(backend, qkv), P = floats(backend, p);
+    const G = floats(backend, dy), DX = floats(backend, out);
     const ld = 3 * D;
     const dS = new Float32Array(T * T); // dP, then dS in place
     for (let b = 0; b < B; b++) {

@@ -1,22 +1,39 @@
 /**
- * Ops with hand-written gradients, shaped for what the wasm backend does fast.
+ * The fast ops: what the model's layers (lib/vit/layers.ts) hand their work to while the op switch
+ * (lib/accel/switch.ts) is on. Same functions as the layers' readable formulations (only float rounding
+ * differs; tests/fast_paths_test.ts and the parity tests check every path), with hand-written gradients
+ * shaped for what the active backend does fast.
  *
  * Measured on wasm (bench/NOTES.md): through the stock XNNPACK kernel a plain 2-D matmul runs at 13–30
  * GFLOPS, but a matmul with `transposeA`/`transposeB` — what tf's own MatMul gradient uses — or with a batch
  * dimension falls to a generic loop at 1–2.5 GFLOPS. So on that kernel every gradient here is a plain matmul
  * on an explicitly transposed operand, and attention is a loop of 2-D matmuls. With the matmuls through BLAS
- * (lib/accel/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead, and attention
- * is three kernels that run sgemm on q, k and v where they lie in the qkv projection's output (no head-layout
- * transposes). On wasm, LayerNorm and GELU are fused kernels (lib/accel/wasm_kernels.ts). The values are the same
- * functions as the plain tf formulation (only float rounding differs); tests check every path against the
- * reference fixtures.
+ * (lib/accel/blas.ts: transposes and batches at full speed) the gradients pass transpose flags instead, and
+ * attention is three kernels that run sgemm on q, k and v where they lie in the qkv projection's output (no
+ * head-layout transposes). On wasm, LayerNorm and GELU are fused kernels (lib/accel/wasm_kernels.ts).
+ *
+ * Every call is counted ({@link fastOpCalls}), so a test can tell which path ran.
  */
 import * as tf from "@tensorflow/tfjs";
 import { blasMatMulActive } from "./blas.ts";
+import type { AttentionShape } from "./kernel.ts";
 import { fusedGeluActive, fusedKernelsActive } from "./wasm_kernels.ts";
+
+export type { AttentionShape } from "./kernel.ts";
+
+/** The fast ops by name. */
+export type FastOp = "dense" | "gelu" | "layerNorm" | "attention";
+
+const calls: Record<FastOp, number> = { dense: 0, gelu: 0, layerNorm: 0, attention: 0 };
+
+/** How many times each fast op has been called in this thread so far (tests take differences). */
+export function fastOpCalls(): Record<FastOp, number> {
+  return { ...calls };
+}
 
 /** y = x·W + b for x `[M, K]`, W `[K, N]`, b `[N]` → `[M, N]`. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
+  calls.dense++;
   if (b) {
     const f = tf.customGrad((x, w, b, save) => {
       (save as tf.GradSaveFunc)([x as tf.Tensor2D, w as tf.Tensor2D]);
@@ -75,6 +92,7 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  * backward pass keeps only x (autodiff would keep every intermediate of the forward formula).
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  calls.gelu++;
   if (fusedGeluActive()) {
     // One wasm-SIMD pass each way (lib/accel/simd); Φ(x) is kept for the backward pass (one activation more).
     const fused = tf.customGrad((x, save) => {
@@ -112,13 +130,6 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return f(x) as tf.Tensor;
 }
 
-export interface AttentionDims {
-  batch: number;
-  tokens: number;
-  heads: number;
-  headDim: number;
-}
-
 /**
  * Multi-head attention core on the output of one qkv projection.
  *
@@ -127,7 +138,8 @@ export interface AttentionDims {
  * P = softmax(S), O = P·v — each a plain 2-D matmul on slices of one pre-transposed K. When `keep` is given,
  * the attention probabilities `[B, H, T, T]` are pushed to it (kept out of the surrounding tidy).
  */
-export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
+export function attentionCore(qkv: tf.Tensor2D, s: AttentionShape, keep?: tf.Tensor4D[]): tf.Tensor2D {
+  calls.attention++;
   if (blasMatMulActive()) return attentionInPlace(qkv, s, keep);
   const { batch: B, tokens: T, heads: H, headDim: hd } = s;
   const D = H * hd;
@@ -195,7 +207,7 @@ export function attentionCore(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tens
  * `attentionCore` with the BLAS kernels that read q, k and v where they lie in qkv (lib/accel/blas.ts): scores,
  * the stock softmax, context; backward one kernel. Saved for the gradient: qkv and P.
  */
-function attentionInPlace(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D[]): tf.Tensor2D {
+function attentionInPlace(qkv: tf.Tensor2D, s: AttentionShape, keep?: tf.Tensor4D[]): tf.Tensor2D {
   const { batch: B, tokens: T, heads: H } = s;
   const attrs = { ...s } as unknown as tf.NamedAttrMap;
   const run = (name: string, inputs: tf.NamedTensorMap) =>
@@ -218,6 +230,7 @@ function attentionInPlace(qkv: tf.Tensor2D, s: AttentionDims, keep?: tf.Tensor4D
  * The backward pass keeps only x̂ and 1/σ: dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·w.
  */
 export function layerNorm(x: tf.Tensor, weight: tf.Tensor1D, bias: tf.Tensor1D, eps: number): tf.Tensor {
+  calls.layerNorm++;
   const D = x.shape[x.shape.length - 1];
   if (fusedKernelsActive()) {
     const fused = tf.customGrad((x, w, b, save) => {

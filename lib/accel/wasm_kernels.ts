@@ -34,16 +34,8 @@ import {
   layerNormBackward,
   layerNormForward,
   simdSupported,
-  type WasmHeapBackend,
 } from "./simd/mod.ts";
-
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
-
-/** What tf passes a kernel function (lib/accel/blas.ts's kernels take the same). */
-export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap };
+import type { KernelArgs, WasmBackendLike } from "./kernel.ts";
 
 function sliceKernel(args: KernelArgs) {
   const x = args.inputs.x as tf.TensorInfo;
@@ -150,7 +142,7 @@ function layerNormKernel(args: KernelArgs) {
   if (w.length !== D || b.length !== D) throw new Error(`DeitLayerNorm: weight/bias must have ${D} elements`);
   if (D % 4 === 0 && useSimd(args.backend)) {
     const t = { x, weight, bias, y, xhat, rstd };
-    layerNormForward(args.backend as WasmHeapBackend, N, D, eps, t);
+    layerNormForward(backend, N, D, eps, t);
     return [y, xhat, rstd];
   }
   const ys = f32(backend, y, "y"), xh = f32(backend, xhat, "x̂"), rs = f32(backend, rstd, "1/σ");
@@ -190,7 +182,7 @@ function layerNormGradKernel(args: KernelArgs) {
   if (g.length !== N * D) throw new Error(`DeitLayerNormGrad: dy has ${g.length} elements, x̂ ${N * D}`);
   if (D % 4 === 0 && useSimd(args.backend)) {
     const t = { dy, xhat, rstd, weight, dx, dweight: dw, dbias: db };
-    layerNormBackward(args.backend as WasmHeapBackend, N, D, t);
+    layerNormBackward(backend, N, D, t);
     return [dx, dw, db];
   }
   const dxs = f32(backend, dx, "dx"), dws = f32(backend, dw, "dweight"), dbs = f32(backend, db, "dbias");
@@ -221,7 +213,7 @@ const heapF32 = (backend: WasmBackendLike) => (t: { dataId: unknown }) =>
 /** Outputs y = x·Φ(x) and Φ(x) (kept for the backward pass): lib/accel/simd's `gelu_fwd`. */
 function geluKernel(args: KernelArgs) {
   const x = args.inputs.x as tf.TensorInfo;
-  const backend = args.backend as WasmBackendLike & WasmHeapBackend;
+  const backend = args.backend as WasmBackendLike;
   if (x.dtype !== "float32") throw new Error(`DeitGelu: x must be float32, got ${x.dtype}`);
   const y = backend.makeOutput(x.shape, "float32"), cdf = backend.makeOutput(x.shape, "float32");
   geluForward(backend, tf.util.sizeFromShape(x.shape), x, y, cdf, heapF32(backend));
@@ -231,7 +223,7 @@ function geluKernel(args: KernelArgs) {
 /** dx = dy·(Φ(x) + x·φ(x)) from x, Φ(x) and dy: lib/accel/simd's `gelu_bwd`. */
 function geluGradKernel(args: KernelArgs) {
   const { x, cdf, dy } = args.inputs as Record<string, tf.TensorInfo>;
-  const backend = args.backend as WasmBackendLike & WasmHeapBackend;
+  const backend = args.backend as WasmBackendLike;
   const n = tf.util.sizeFromShape(x.shape);
   for (const [name, t] of [["cdf", cdf], ["dy", dy]] as const) {
     if (t.dtype !== "float32" || tf.util.sizeFromShape(t.shape) !== n) {
@@ -285,7 +277,7 @@ export function fusedKernelsDetail(): string {
 function identityKernel(args: KernelArgs, stock: tf.KernelFunc) {
   const x = args.inputs.x as tf.TensorInfo;
   if (x.dtype === "string") return stock(args as Parameters<tf.KernelFunc>[0]);
-  (args.backend as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+  (args.backend as WasmBackendLike).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 

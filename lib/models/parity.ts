@@ -2,13 +2,13 @@
  * Parity with the reference implementation (timm + DeiT on PyTorch) on the fixtures of
  * shared/fixtures/reference/, on the active backend: every compared quantity with its relative error and the
  * fixtures' tolerance (README there: logits/features 1e-4, gradients 1e-3, losses 1e-5). The parity tests and
- * the GPU device check (bench/gpu_check.ts) both read these reports.
+ * the GPU device check (bench/gpu_check.ts) both read these reports. The ViT runs the ops the switch
+ * (lib/accel/switch.ts) selects: wrap a call in `withFastOps(false, …)` to check the reference layers.
  */
 import * as tf from "@tensorflow/tfjs";
 import { loadCheckpoint } from "../io/checkpoint.ts";
 import { readSafetensors } from "../io/safetensors.ts";
 import { buildModel, modelConfig } from "./registry.ts";
-import type { Impl } from "../vit/layers.ts";
 import { VisionTransformer } from "../vit/model.ts";
 
 export interface ParityItem {
@@ -49,8 +49,8 @@ function ce(logits: tf.Tensor2D, labels: Int32Array, classes: number): tf.Scalar
 }
 
 /** vit_mini (no distillation token): eval logits. */
-export async function vitMiniParity(dir: string, impl: Impl = "fast"): Promise<ParityItem[]> {
-  const model = new VisionTransformer(modelConfig("vit_mini_patch8_32"), { impl });
+export async function vitMiniParity(dir: string): Promise<ParityItem[]> {
+  const model = new VisionTransformer(modelConfig("vit_mini_patch8_32"));
   try {
     await loadCheckpoint(model, `${dir}/vit_mini.safetensors`);
     const c = await fixture(dir, "vit_mini_case.safetensors");
@@ -69,12 +69,8 @@ export async function vitMiniParity(dir: string, impl: Impl = "fast"): Promise<P
  * vit_mini_distilled from `file` (.pth or .safetensors): eval logits, features, the training loss (both heads),
  * training-mode logits of both heads and the gradient of every parameter.
  */
-export async function vitDistilledParity(
-  dir: string,
-  file: string,
-  impl: Impl = "fast",
-): Promise<ParityItem[]> {
-  const model = new VisionTransformer(modelConfig("deit_mini_distilled_patch8_32"), { impl });
+export async function vitDistilledParity(dir: string, file: string): Promise<ParityItem[]> {
+  const model = new VisionTransformer(modelConfig("deit_mini_distilled_patch8_32"));
   const out: ParityItem[] = [];
   try {
     const report = await loadCheckpoint(model, `${dir}/${file}`);

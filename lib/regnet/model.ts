@@ -21,8 +21,8 @@
 import { hwioToOihw, oihwToHwio, transpose2d } from "../io/layout.ts";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../base/rng.ts";
-import { dense } from "../accel/ops.ts";
 import type { Loadable } from "../io/checkpoint.ts";
+import { linear } from "../vit/layers.ts";
 import type { Logits } from "../vit/model.ts";
 import {
   batchNormAffine,
@@ -339,9 +339,9 @@ export class RegNet implements Loadable {
     const r = w1.shape[3] as number;
     const pooled = globalAvgPool(x);
     const z = tf.relu(
-      dense(pooled, tf.reshape(w1, [C, r]), this.#p(`${prefix}.fc1.bias`) as tf.Tensor1D),
+      linear(pooled, tf.reshape(w1, [C, r]), this.#p(`${prefix}.fc1.bias`) as tf.Tensor1D),
     ) as tf.Tensor2D;
-    const gate = tf.sigmoid(dense(z, tf.reshape(w2, [r, C]), this.#p(`${prefix}.fc2.bias`) as tf.Tensor1D));
+    const gate = tf.sigmoid(linear(z, tf.reshape(w2, [r, C]), this.#p(`${prefix}.fc2.bias`) as tf.Tensor1D));
     return tf.mul(x, tf.reshape(gate, [B, 1, 1, C]));
   }
 
@@ -374,7 +374,7 @@ export class RegNet implements Loadable {
     return tf.tidy(() => {
       const f = this.forwardFeatures(x, opts);
       return {
-        cls: dense(f, this.#p("head.fc.weight") as tf.Tensor2D, this.#p("head.fc.bias") as tf.Tensor1D),
+        cls: linear(f, this.#p("head.fc.weight") as tf.Tensor2D, this.#p("head.fc.bias") as tf.Tensor1D),
       };
     });
   }

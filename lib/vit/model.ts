@@ -7,20 +7,12 @@
  *
  * Inputs are NHWC `[B, H, W, C]`, already normalised; outputs are logits. `forward` returns `{cls, dist?}`
  * in every mode; `inferenceLogits` applies DeiT's rule for the distilled model ((cls + dist) / 2 on logits).
+ * The layers (layers.ts) ask the op switch (lib/accel/switch.ts) whether to run their fast ops.
  */
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../base/rng.ts";
 import { tokenCounts, type ViTConfig, vitConfig, vitParamShapes } from "./config.ts";
-import {
-  attention,
-  dropout,
-  dropPath,
-  type Impl,
-  layerNorm,
-  linear,
-  mlp,
-  type ParamGetter,
-} from "./layers.ts";
+import { Block, dropout, type ForwardContext, LayerNorm, Linear, type ParamGetter } from "./layers.ts";
 import { internalShape, toInternal, toTorch } from "./torch_layout.ts";
 import { resamplePosEmbed } from "./posembed.ts";
 import type { HostTensor } from "../io/tensor.ts";
@@ -71,21 +63,30 @@ export class VisionTransformer implements Loadable {
   /** timm name → weight in internal layout (Linear `[in, out]`, patch embedding `[p·p·C, D]`). */
   readonly params: Map<string, tf.Variable>;
   readonly rng: Rng;
-  /** Which op implementations to use (see layers.ts); "fast" unless checking against "reference". */
-  impl: Impl;
   readonly #p: ParamGetter;
+  readonly #patchProj: Linear;
+  /** The transformer blocks, in order (timm's `blocks`). */
+  readonly blocks: Block[];
+  readonly #norm: LayerNorm;
+  readonly #head: Linear;
+  readonly #headDist: Linear;
 
   /** A model with timm's initialisation, seeded. */
-  constructor(config: Partial<ViTConfig>, opts: { seed?: number; impl?: Impl } = {}) {
-    this.config = vitConfig(config);
-    this.impl = opts.impl ?? "fast";
+  constructor(config: Partial<ViTConfig>, opts: { seed?: number } = {}) {
+    const c = this.config = vitConfig(config);
     this.rng = new Rng(opts.seed ?? 0);
-    this.params = initParams(this.config, this.rng);
-    this.#p = (name) => {
+    this.params = initParams(c, this.rng);
+    const p = this.#p = (name) => {
       const v = this.params.get(name);
       if (!v) throw new Error(`model has no parameter '${name}'`);
       return v;
     };
+    this.#patchProj = new Linear(p, "patch_embed.proj");
+    const rates = dropPathRates(c);
+    this.blocks = rates.map((rate, i) => new Block(p, `blocks.${i}`, c, rate));
+    this.#norm = new LayerNorm(p, "norm", c.layerNormEps);
+    this.#head = new Linear(p, "head");
+    this.#headDist = new Linear(p, "head_dist");
   }
 
   get numParams(): number {
@@ -113,59 +114,27 @@ export class VisionTransformer implements Loadable {
       B * g * g,
       p * p * C,
     ]);
-    return linear(patches as tf.Tensor2D, this.#p, "patch_embed.proj", true, this.impl);
+    return this.#patchProj.forward(patches as tf.Tensor2D);
   }
 
   /** Tokens after the final norm (and, on request, per-block tokens and attention maps). */
   forwardFeatures(x: tf.Tensor4D, opts: FeatureOptions = {}): Features {
-    const c = this.config;
-    const training = opts.training ?? false;
-    const rng = opts.rng ?? this.rng;
-    const p = this.#p;
-    const B = x.shape[0];
-    const { patches: N, tokens: T } = tokenCounts(c);
-    const D = c.embedDim, heads = c.numHeads;
-
-    const patchTokens = tf.reshape(this.patchEmbed(x), [B, N, D]);
+    const c = this.config, p = this.#p;
+    const ctx: ForwardContext = { training: opts.training ?? false, rng: opts.rng ?? this.rng };
+    const B = x.shape[0], D = c.embedDim;
+    const patchTokens = tf.reshape(this.patchEmbed(x), [B, tokenCounts(c).patches, D]);
     const prefix = [tf.tile(p("cls_token"), [B, 1, 1])];
     if (c.distilled) prefix.push(tf.tile(p("dist_token"), [B, 1, 1]));
     let h = tf.add(tf.concat([...prefix, patchTokens], 1), p("pos_embed")) as tf.Tensor3D; // [B, T, D]
-    const drop = (t: tf.Tensor) => dropout(t, c.dropRate, training, rng);
-    h = drop(h) as tf.Tensor3D;
+    h = dropout(h, c.dropRate, ctx);
 
     const blocks: tf.Tensor3D[] | undefined = opts.blockTokens ? [] : undefined;
-    const attn: tf.Tensor4D[] | undefined = opts.attention ? [] : undefined;
-    const rates = dropPathRates(c);
-    const shape = { batch: B, tokens: T, heads, headDim: D / heads };
-    for (let i = 0; i < c.depth; i++) {
-      const b = `blocks.${i}.`;
-      const x2d = tf.reshape(h, [B * T, D]) as tf.Tensor2D;
-      const a = drop(
-        attention(
-          layerNorm(x2d, p, b + "norm1", c.layerNormEps, this.impl) as tf.Tensor2D,
-          p,
-          b + "attn",
-          shape,
-          c.qkvBias,
-          attn,
-        ),
-      );
-      const h1 = tf.add(x2d, dropPath(tf.reshape(a, [B, T, D]), rates[i], training, rng).reshape([B * T, D]));
-      const m = mlp(
-        layerNorm(h1, p, b + "norm2", c.layerNormEps, this.impl) as tf.Tensor2D,
-        p,
-        b + "mlp",
-        drop,
-        this.impl,
-      );
-      h = tf.reshape(
-        tf.add(h1, dropPath(tf.reshape(m, [B, T, D]), rates[i], training, rng).reshape([B * T, D])),
-        [B, T, D],
-      );
+    const attention: tf.Tensor4D[] | undefined = opts.attention ? [] : undefined;
+    for (const block of this.blocks) {
+      h = block.forward(h, ctx, attention);
       if (blocks) blocks.push(tf.keep(h));
     }
-    const tokens = layerNorm(h, p, "norm", c.layerNormEps, this.impl) as tf.Tensor3D;
-    return { tokens, blocks, attention: attn };
+    return { tokens: this.#norm.forward(h), blocks, attention };
   }
 
   /** Heads on the normalised tokens `[B, T, D]`: head(token 0), head_dist(token 1). */
@@ -174,8 +143,8 @@ export class VisionTransformer implements Loadable {
     if (c.numClasses === 0) throw new Error("this model has no head (numClasses 0); use forwardFeatures");
     const [B, , D] = tokens.shape;
     const token = (i: number) => tf.reshape(tf.slice(tokens, [0, i, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
-    const cls = linear(token(0), this.#p, "head", true, this.impl);
-    return c.distilled ? { cls, dist: linear(token(1), this.#p, "head_dist", true, this.impl) } : { cls };
+    const cls = this.#head.forward(token(0));
+    return c.distilled ? { cls, dist: this.#headDist.forward(token(1)) } : { cls };
   }
 
   /** Logits `{cls, dist?}` for `[B, H, W, C]` input, in training and in eval mode alike. */

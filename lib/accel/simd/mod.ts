@@ -11,6 +11,7 @@
  *   other widths), returning x̂ and 1/σ for the backward pass, which also sums the weight and bias gradients.
  */
 import { KERNELS_WASM_BASE64 } from "./kernels_wasm.ts";
+import type { WasmBackendLike } from "../kernel.ts";
 
 interface Exports {
   gelu_fwd(x: number, y: number, cdf: number, n: number): void;
@@ -39,12 +40,6 @@ interface Exports {
   ): void;
 }
 
-/** The slice of tfjs-backend-wasm's BackendWasm these kernels use. */
-export interface WasmHeapBackend {
-  wasm: { asm?: { memory?: WebAssembly.Memory } };
-  dataIdMap: { get(dataId: unknown): { memoryOffset: number } | undefined };
-}
-
 let bytes: Uint8Array<ArrayBuffer> | null = null;
 let module: WebAssembly.Module | null = null;
 const instances = new WeakMap<WebAssembly.Memory, Exports>();
@@ -68,11 +63,11 @@ export function simdSupported(): boolean {
  * `backend.wasm.asm.memory` (tfjs-backend-wasm 4.x, single-threaded as under Deno).
  */
 export function heapUsable(backend: unknown): boolean {
-  const memory = (backend as Partial<WasmHeapBackend> | null)?.wasm?.asm?.memory;
+  const memory = (backend as Partial<WasmBackendLike> | null)?.wasm?.asm?.memory;
   return memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer);
 }
 
-function kernelsFor(backend: WasmHeapBackend): Exports {
+function kernelsFor(backend: WasmBackendLike): Exports {
   const memory = backend.wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) {
     throw new Error("lib/accel/simd: the wasm backend's memory is not reachable (backend.wasm.asm.memory)");
@@ -87,7 +82,7 @@ function kernelsFor(backend: WasmHeapBackend): Exports {
 }
 
 /** Byte offset of a tensor's data in the heap. */
-function offset(backend: WasmHeapBackend, dataId: unknown): number {
+function offset(backend: WasmBackendLike, dataId: unknown): number {
   const d = backend.dataIdMap.get(dataId);
   if (!d) throw new Error("lib/accel/simd: tensor data is not on the wasm backend");
   return d.memoryOffset;
@@ -113,7 +108,7 @@ type Ref = { dataId: unknown };
 
 /** y = x·Φ(x), cdf = Φ(x) for `n` floats; `view(t)` gives a tensor's heap view (for the tail). */
 export function geluForward(
-  backend: WasmHeapBackend,
+  backend: WasmBackendLike,
   n: number,
   x: Ref,
   y: Ref,
@@ -135,7 +130,7 @@ export function geluForward(
 
 /** dx = dy·(Φ(x) + x·φ(x)) for `n` floats. */
 export function geluBackward(
-  backend: WasmHeapBackend,
+  backend: WasmBackendLike,
   n: number,
   x: Ref,
   cdfIn: Ref,
@@ -158,7 +153,7 @@ export function geluBackward(
 
 /** LayerNorm forward over `rows` rows of `d` floats (d % 4 === 0): y, x̂ and 1/σ. */
 export function layerNormForward(
-  backend: WasmHeapBackend,
+  backend: WasmBackendLike,
   rows: number,
   d: number,
   eps: number,
@@ -182,7 +177,7 @@ export function layerNormForward(
 
 /** LayerNorm backward over `rows` rows of `d` floats (d % 4 === 0): dx, dweight, dbias. */
 export function layerNormBackward(
-  backend: WasmHeapBackend,
+  backend: WasmBackendLike,
   rows: number,
   d: number,
   t: { dy: Ref; xhat: Ref; rstd: Ref; weight: Ref; dx: Ref; dweight: Ref; dbias: Ref },
