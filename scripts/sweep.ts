@@ -5,18 +5,22 @@
  * `deno task sweep --slurm --grid … [--out DIR]`
  *
  * Runs every row of the grids (configs/grids/NAME.ts) as a training run in `<runs root>/<grid>/<row>` on local
- * slots (lib/sweep/runner.ts), prints the table of their states, or writes Slurm array jobs
- * (lib/sweep/slurm.ts). Done runs are skipped and started ones resume, so the same command continues a sweep.
+ * slots (lib/sweep/runner.ts) with scripts/train.ts, prints the table of their states, or writes Slurm array
+ * jobs (lib/sweep/slurm.ts). Done runs are skipped and started ones resume, so the same command continues a sweep.
  */
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
+import { REPO_ROOT } from "../lib/base/paths.ts";
+import { shellLine } from "../lib/sweep/command.ts";
 import { compactRun } from "../lib/sweep/compact.ts";
-import { configChanges, listGrids, planSweep, type Preset, REPO_ROOT, runsRoot } from "../lib/sweep/grid.ts";
-import { parseDevices, runSweep, shellLine, trainCommand } from "../lib/sweep/runner.ts";
+import { configChanges, listGrids, planSweep, type Preset, runsRoot } from "../lib/sweep/grid.ts";
+import { runSweep } from "../lib/sweep/runner.ts";
+import { parseDevices } from "../lib/sweep/slots.ts";
 import { nvidiaBusIds } from "../lib/accel/gpu_select.ts";
 import { writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { statusTable } from "../lib/sweep/view.ts";
 import { formatTable } from "../lib/base/text_table.ts";
+import { train, TRAIN_SCRIPT } from "./train_command.ts";
 
 const USAGE = `usage: deno task sweep --grid NAME|FILE[,NAME…] [--devices cpu|cpu:N|0,1,…] [--max-parallel N]
                        [--preset full|smoke] [--root DIR] [--dry-run]
@@ -94,6 +98,7 @@ await runMain(async () => {
     const plan = await writeSlurm(todo, {
       outDir,
       name: gridNames.length === 1 ? names[0] : names.join("+"),
+      trainScript: TRAIN_SCRIPT,
     });
     for (const s of plan.scripts) {
       console.log(`${outDir}/${s.file}: ${s.runs.length} run(s), level ${s.level}`);
@@ -122,7 +127,7 @@ await runMain(async () => {
       const st = states[i].state;
       const line = st === "done"
         ? "(done: skipped)"
-        : shellLine(trainCommand(r, slots[0], { resume: st !== "pending" }));
+        : shellLine(train(r, slots[0], { resume: st !== "pending" }));
       console.log(`${r.id}: ${line}`);
     }
     for (const [i, r] of runs.entries()) {
@@ -141,7 +146,7 @@ await runMain(async () => {
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
   console.log(`sweep of ${runs.length} runs on ${slotLine}; folders under ${runsDir}`);
-  const res = await runSweep(runs, { slots, signal: stop.signal, kill: kill.signal });
+  const res = await runSweep(runs, { slots, command: train, signal: stop.signal, kill: kill.signal });
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
   const count = (o: string) => res.results.filter((r) => r.outcome === o).length;
   console.log(

@@ -3,7 +3,8 @@
  * figures, on run folders written by the test.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes, assertThrows } from "@std/assert";
-import { formatDuration, readRun, runSeries } from "../lib/report/runs.ts";
+import { fmtSeconds } from "../lib/base/progress.ts";
+import { readRun, runSeries } from "../lib/report/runs.ts";
 import { ablationTable, modelTable } from "../lib/report/tables.ts";
 import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/result_table.ts";
 import { barChart, heatmapGrid, imageGrid, lineChart } from "../lib/report/plots.ts";
@@ -57,8 +58,15 @@ Deno.test("readRun: a missing folder is null, a run reads back with its last eva
   let err = "";
   await readRun(`${root}/r`).catch((e) => (err = e.message));
   assertMatch(err, /log\.jsonl: line 1 is not JSON/);
-  assertEquals(formatDuration(3900), "1 h 05 min");
-  assertEquals(formatDuration(40), "40 s");
+  assertEquals(fmtSeconds(3900, "words"), "1 h 05 min");
+  assertEquals(fmtSeconds(40, "words"), "40 s");
+  assertEquals(fmtSeconds(NaN, "words"), "—");
+  assertEquals([fmtSeconds(3900), fmtSeconds(725), fmtSeconds(40), fmtSeconds(NaN)], [
+    "1h05m",
+    "12m05s",
+    "40.0s",
+    "?",
+  ]);
 });
 
 Deno.test("ablationTable: ours beside the paper, deltas against each default, notes where the sign differs", async () => {

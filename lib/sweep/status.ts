@@ -7,7 +7,7 @@
  *   failed    the sweep recorded a failure in sweep-status.json (exit code, the tail of train.log); the next
  *             successful attempt removes it
  */
-import { repoPath } from "./grid.ts";
+import { repoPath } from "../base/paths.ts";
 
 export type RunState = "pending" | "partial" | "done" | "failed";
 
