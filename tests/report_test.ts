@@ -6,7 +6,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes, assertThrows }
 import { fmtSeconds } from "../lib/base/progress.ts";
 import { readRun, runSeries } from "../lib/report/runs.ts";
 import { ablationTable, modelTable } from "../lib/report/tables.ts";
-import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/result_table.ts";
+import { formatCell, tableCsv, tableMarkdown, tableText, writeTable } from "../lib/report/result_table.ts";
 import { barChart, heatmapGrid, imageGrid, lineChart } from "../lib/report/plots.ts";
 import { loadGrid } from "../lib/sweep/grid.ts";
 import { initBackend } from "../lib/accel/backend.ts";
@@ -107,6 +107,25 @@ Deno.test("table cells and CSV quoting; the model table has the paper's 8 varian
   assertEquals(t.rows.length, 8);
   const csv = tableCsv({ ...t, rows: [{ model: 'a,"b"' }], columns: [{ key: "model", title: "m" }] });
   assertEquals(csv, 'model\n"a,""b"""\n');
+});
+
+Deno.test("result tables: a pipe in a cell is escaped once; meta goes to the JSON; the plain-text table", async () => {
+  const t = {
+    name: "t",
+    title: "T",
+    intro: ["about"],
+    columns: [{ key: "m", title: "model" }, { key: "n", title: "batch", digits: 0 }],
+    rows: [{ m: "a|b", n: 32 }],
+    notes: [],
+    meta: { date: "2026-01-01", machine: "m" },
+  };
+  assertEquals(tableMarkdown(t), "# T\n\nabout\n\n| model | batch |\n| --- | --- |\n| a\\|b | 32 |\n");
+  assertEquals(tableText(t), "model  batch\n-----  -----\na|b       32");
+  const dir = await Deno.makeTempDir();
+  await writeTable(t, dir);
+  const json = JSON.parse(await Deno.readTextFile(`${dir}/t.json`));
+  assertEquals([json.date, json.machine, json.rows], ["2026-01-01", "m", [{ m: "a|b", n: 32 }]]);
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("figures: standalone SVG (title inside), heat maps, PNG image grid", async () => {

@@ -15,7 +15,7 @@ import {
 } from "@std/assert";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
-import { REPO_ROOT } from "../lib/base/paths.ts";
+import { fromFileUrl, REPO_ROOT } from "../lib/base/paths.ts";
 import { type CommandBuilder, shellLine, trainCommand } from "../lib/sweep/command.ts";
 import {
   expandGrid,
@@ -33,10 +33,10 @@ import { slurmScripts, writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { loadConfigFile } from "../lib/train/config.ts";
 
-const FAKE = new URL("./fixtures_sweep/fake_job.ts", import.meta.url).pathname;
-const TINY_GRID = new URL("./fixtures_sweep/tiny.ts", import.meta.url).pathname;
-const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
-const SWEEP = new URL("../scripts/sweep.ts", import.meta.url).pathname;
+const FAKE = fromFileUrl(new URL("./fixtures_sweep/fake_job.ts", import.meta.url));
+const TINY_GRID = fromFileUrl(new URL("./fixtures_sweep/tiny.ts", import.meta.url));
+const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
+const SWEEP = fromFileUrl(new URL("../scripts/sweep.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const dec = new TextDecoder();
 
