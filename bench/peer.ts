@@ -1,14 +1,15 @@
 /**
  * `deno task bench:peer`: this project's DeiT against the PyTorch peer (bench/peer_torch.py, Debian's
  * python3-torch) on the same machine, one after the other (never at once: they share the cores), and the
- * ratios. Writes results/bench_peer.{json,md}.
+ * ratios. Writes results/bench_peer.{md,csv,json} (lib/report/result_table.ts).
  *
  *   deno task bench:peer [--runs-infer 10] [--runs-train 3] [--only NAME]
  */
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
 import { cpuOpenblasCore } from "../lib/accel/blas.ts";
 import { envVar, machineLine } from "../lib/base/machine.ts";
-import { formatTable, markdownTable } from "../lib/base/text_table.ts";
+import { fromFileUrl, repoPath } from "../lib/base/paths.ts";
+import { type Cell, type ResultTable, tableText, writeTable } from "../lib/report/result_table.ts";
 
 const USAGE = "usage: deno task bench:peer [--runs-infer 10] [--runs-train 3] [--only MODEL]";
 /** Debian's interpreter, which sees python3-torch (a pyenv python on PATH would not). */
@@ -48,7 +49,7 @@ await runMain(async () => {
   // older than the CPU would otherwise fall back to generic ones there too).
   const core = envVar("OPENBLAS_CORETYPE") ?? cpuOpenblasCore();
   const peerEnv: Record<string, string> = core ? { OPENBLAS_CORETYPE: core } : {};
-  const rows: Record<string, unknown>[] = [];
+  const rows: Record<string, Cell>[] = [];
   for (const c of CASES.filter((c) => !a.only || c.model === a.only)) {
     const runs = String(
       c.mode === "infer" ? intFlag(a["runs-infer"], "runs-infer") : intFlag(a["runs-train"], "runs-train"),
@@ -68,13 +69,13 @@ await runMain(async () => {
     const ours = await runJson(Deno.execPath(), [
       "run",
       "-A",
-      new URL("./bench.ts", import.meta.url).pathname,
+      fromFileUrl(new URL("./bench.ts", import.meta.url)),
       ...common,
     ]);
     console.error(`${c.model} ${c.mode} batch ${c.batch}: PyTorch…`);
     const peer = await runJson(
       PYTHON,
-      [new URL("./peer_torch.py", import.meta.url).pathname, ...common],
+      [fromFileUrl(new URL("./peer_torch.py", import.meta.url)), ...common],
       peerEnv,
     );
     rows.push({
@@ -90,28 +91,32 @@ await runMain(async () => {
     });
   }
   const date = new Date().toISOString().slice(0, 10), machine = await machineLine();
-  const header = ["model", "mode", "batch", "ours im/s", "ours ms", "PyTorch im/s", "PyTorch ms", "ratio"];
-  const cells = rows.map((r) => [
-    String(r.model),
-    String(r.mode),
-    String(r.batch),
-    (r.ours_images_per_s as number).toFixed(2),
-    (r.ours_step_ms as number).toFixed(0),
-    (r.peer_images_per_s as number).toFixed(2),
-    (r.peer_step_ms as number).toFixed(0),
-    (r.ratio as number).toFixed(2),
-  ]);
-  console.log(formatTable(header, cells));
-  const root = new URL("../results/", import.meta.url).pathname;
-  await Deno.mkdir(root, { recursive: true });
-  await Deno.writeTextFile(`${root}bench_peer.json`, JSON.stringify({ date, machine, rows }, null, 2) + "\n");
-  await Deno.writeTextFile(
-    `${root}bench_peer.md`,
-    `# This project vs PyTorch on the same machine\n\n${date}, ${machine}. Ours: ${rows[0]?.ours_backend}; ` +
-      `peer: ${rows[0]?.peer_backend}, bench/peer_torch.py${
+  const table: ResultTable = {
+    name: "bench_peer",
+    title: "This project vs PyTorch on the same machine",
+    intro: [
+      `${date}, ${machine}. Ours: ${rows[0]?.ours_backend}; peer: ${
+        rows[0]?.peer_backend
+      }, bench/peer_torch.py${
         core ? `; both OpenBLAS with OPENBLAS_CORETYPE=${core}` : ""
-      }. ratio = our images/s ÷ PyTorch's (> 1: we are faster). ` +
-      `Command: \`deno task bench:peer\` (runs: ${a["runs-infer"]} inference, ${a["runs-train"]} training, ` +
-      `after warm-up).\n\n${markdownTable(header, cells)}\n`,
-  );
+      }. ratio = our images/s ÷ PyTorch's (> 1: we are faster). Command: \`deno task bench:peer\` (runs: ${
+        a["runs-infer"]
+      } inference, ${a["runs-train"]} training, after warm-up).`,
+    ],
+    columns: [
+      { key: "model", title: "model" },
+      { key: "mode", title: "mode" },
+      { key: "batch", title: "batch", digits: 0 },
+      { key: "ours_images_per_s", title: "ours im/s" },
+      { key: "ours_step_ms", title: "ours ms", digits: 0 },
+      { key: "peer_images_per_s", title: "PyTorch im/s" },
+      { key: "peer_step_ms", title: "PyTorch ms", digits: 0 },
+      { key: "ratio", title: "ratio" },
+    ],
+    rows,
+    notes: [],
+    meta: { date, machine },
+  };
+  console.log(tableText(table));
+  await writeTable(table, repoPath("results"));
 });

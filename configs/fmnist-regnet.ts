@@ -8,6 +8,7 @@
  *     --teacher regnety_002 --teacher_checkpoint results/runs/fmnist-regnet --out results/runs/fmnist-deit-distilled
  */
 import type { ConfigFile } from "../lib/train/config.ts";
+import { LIGHT } from "../lib/train/recipes.ts";
 
 export default {
   description: "RegNetY-200MF teacher on Fashion-MNIST",
@@ -21,10 +22,6 @@ export default {
     warmup_epochs: 1,
     batch_size: 256,
     lr: 2e-3,
-    aa: "",
-    mixup: 0,
-    cutmix: 0,
-    reprob: 0,
-    repeated_aug: false,
+    ...LIGHT,
   },
 } satisfies ConfigFile;

@@ -8,17 +8,9 @@
  * Expected: 90.8% top-1 (paper, Table 7, DeiT-B).
  */
 import type { ConfigFile } from "../lib/train/config.ts";
+import { TRANSFER_SGD_768 } from "./recipes/transfer.ts";
 
 export default {
   description: "DeiT-B fine-tuned on CIFAR-100 (paper: 90.8)",
-  config: {
-    model: "deit_base_patch16_224",
-    dataset: "cifar100",
-    val_split: "test",
-    img_size: 224,
-    opt: "sgd",
-    lr: 0.01 * 512 / 768, // the authors' lr 0.01 at batch 768, expressed in DeiT's base-per-512 convention
-    weight_decay: 1e-4,
-    batch_size: 768,
-  },
+  config: { ...TRANSFER_SGD_768, dataset: "cifar100" },
 } satisfies ConfigFile;

@@ -8,17 +8,15 @@
  * Expected: 98.4% top-1 (paper, Table 7, DeiT-B).
  */
 import type { ConfigFile } from "../lib/train/config.ts";
+import { TRANSFER_SGD } from "./recipes/transfer.ts";
 
 export default {
   description: "DeiT-B fine-tuned on Flowers-102 (paper: 98.4)",
   config: {
-    model: "deit_base_patch16_224",
+    ...TRANSFER_SGD,
     dataset: "flowers102",
     train_split: "trainval",
-    val_split: "test",
-    opt: "sgd",
     lr: 0.01 * 512 / 256,
-    weight_decay: 1e-4,
     batch_size: 256,
   },
 } satisfies ConfigFile;

@@ -7,14 +7,9 @@
  * Expected: 73.2% top-1 (paper, Table 7, DeiT-B).
  */
 import type { ConfigFile } from "../lib/train/config.ts";
+import { TRANSFER_INAT } from "./recipes/transfer.ts";
 
 export default {
   description: "DeiT-B fine-tuned on iNaturalist 2018 (paper: 73.2)",
-  config: {
-    model: "deit_base_patch16_224",
-    dataset: "inat2018",
-    epochs: 360,
-    lr: 7.5e-5,
-    reprob: 0.1,
-  },
+  config: { ...TRANSFER_INAT, dataset: "inat2018" },
 } satisfies ConfigFile;

@@ -8,6 +8,7 @@
  * current step with checkpoint-last written (exit 130); a second signal a few seconds later exits at once.
  */
 import { runMain, UsageError } from "../lib/base/cli.ts";
+import { REPO_ROOT } from "../lib/base/paths.ts";
 import { listConfigs, loadConfigFile, parseOverrides, resolveConfig } from "../lib/train/config.ts";
 import { runTraining } from "../lib/train/run.ts";
 
@@ -52,7 +53,6 @@ await runMain(async () => {
   const smoke = take("--smoke", false) === true;
   if (!configArg) throw new UsageError(`--config is required\n${USAGE}`);
   const file = await loadConfigFile(configArg);
-  const REPO = new URL("../", import.meta.url).pathname;
   const config = resolveConfig(file.config, parseOverrides(args));
   const name = configArg.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
   const dir = out ?? (smoke ? await Deno.makeTempDir({ prefix: `smoke-${name}-` }) : `results/runs/${name}`);
@@ -63,7 +63,7 @@ await runMain(async () => {
     smoke,
     command: ["deno task train", ...Deno.args].join(" "),
     // Relative to the repository when inside it: a run folder holds no machine's absolute paths.
-    configSource: file.path.startsWith(REPO) ? file.path.slice(REPO.length) : file.path,
+    configSource: file.path.startsWith(`${REPO_ROOT}/`) ? file.path.slice(REPO_ROOT.length + 1) : file.path,
     signal: interrupt.signal,
   });
   const last = logs[logs.length - 1];

@@ -4,9 +4,10 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import { describeOverflow, overflowOf } from "../lib/report/figure_check.ts";
+import { REPO_ROOT } from "../lib/base/paths.ts";
 import { barChart, heatmapGrid, lineChart } from "../lib/report/plots.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
+const ROOT = `${REPO_ROOT}/`;
 
 async function committedFigures(): Promise<[string, string][]> {
   const out: [string, string][] = [];

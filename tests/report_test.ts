@@ -3,9 +3,10 @@
  * figures, on run folders written by the test.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes, assertThrows } from "@std/assert";
-import { formatDuration, readRun, runSeries } from "../lib/report/runs.ts";
+import { fmtSeconds } from "../lib/base/progress.ts";
+import { readRun, runSeries } from "../lib/report/runs.ts";
 import { ablationTable, modelTable } from "../lib/report/tables.ts";
-import { formatCell, tableCsv, tableMarkdown, writeTable } from "../lib/report/result_table.ts";
+import { formatCell, tableCsv, tableMarkdown, tableText, writeTable } from "../lib/report/result_table.ts";
 import { barChart, heatmapGrid, imageGrid, lineChart } from "../lib/report/plots.ts";
 import { loadGrid } from "../lib/sweep/grid.ts";
 import { initBackend } from "../lib/accel/backend.ts";
@@ -57,8 +58,15 @@ Deno.test("readRun: a missing folder is null, a run reads back with its last eva
   let err = "";
   await readRun(`${root}/r`).catch((e) => (err = e.message));
   assertMatch(err, /log\.jsonl: line 1 is not JSON/);
-  assertEquals(formatDuration(3900), "1 h 05 min");
-  assertEquals(formatDuration(40), "40 s");
+  assertEquals(fmtSeconds(3900, "words"), "1 h 05 min");
+  assertEquals(fmtSeconds(40, "words"), "40 s");
+  assertEquals(fmtSeconds(NaN, "words"), "—");
+  assertEquals([fmtSeconds(3900), fmtSeconds(725), fmtSeconds(40), fmtSeconds(NaN)], [
+    "1h05m",
+    "12m05s",
+    "40.0s",
+    "?",
+  ]);
 });
 
 Deno.test("ablationTable: ours beside the paper, deltas against each default, notes where the sign differs", async () => {
@@ -99,6 +107,25 @@ Deno.test("table cells and CSV quoting; the model table has the paper's 8 varian
   assertEquals(t.rows.length, 8);
   const csv = tableCsv({ ...t, rows: [{ model: 'a,"b"' }], columns: [{ key: "model", title: "m" }] });
   assertEquals(csv, 'model\n"a,""b"""\n');
+});
+
+Deno.test("result tables: a pipe in a cell is escaped once; meta goes to the JSON; the plain-text table", async () => {
+  const t = {
+    name: "t",
+    title: "T",
+    intro: ["about"],
+    columns: [{ key: "m", title: "model" }, { key: "n", title: "batch", digits: 0 }],
+    rows: [{ m: "a|b", n: 32 }],
+    notes: [],
+    meta: { date: "2026-01-01", machine: "m" },
+  };
+  assertEquals(tableMarkdown(t), "# T\n\nabout\n\n| model | batch |\n| --- | --- |\n| a\\|b | 32 |\n");
+  assertEquals(tableText(t), "model  batch\n-----  -----\na|b       32");
+  const dir = await Deno.makeTempDir();
+  await writeTable(t, dir);
+  const json = JSON.parse(await Deno.readTextFile(`${dir}/t.json`));
+  assertEquals([json.date, json.machine, json.rows], ["2026-01-01", "m", [{ m: "a|b", n: 32 }]]);
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("figures: standalone SVG (title inside), heat maps, PNG image grid", async () => {

@@ -4,8 +4,9 @@
  * the Deno kernel — as a user runs them, minus the hours.
  */
 import { assert, assertEquals } from "@std/assert";
+import { REPO_ROOT } from "../lib/base/paths.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
+const ROOT = `${REPO_ROOT}/`;
 const OUT = `${ROOT}.cache/smoke`;
 
 Deno.test({

@@ -15,26 +15,28 @@ import {
 } from "@std/assert";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
+import { fromFileUrl, REPO_ROOT } from "../lib/base/paths.ts";
+import { type CommandBuilder, shellLine, trainCommand } from "../lib/sweep/command.ts";
 import {
   expandGrid,
   GridError,
   listGrids,
   loadGrid,
   planSweep,
-  REPO_ROOT,
   type RunSpec,
   runsRoot,
   writeRunConfig,
 } from "../lib/sweep/grid.ts";
-import { type CommandBuilder, parseDevices, runSweep, shellLine, trainCommand } from "../lib/sweep/runner.ts";
+import { runSweep } from "../lib/sweep/runner.ts";
+import { parseDevices } from "../lib/sweep/slots.ts";
 import { slurmScripts, writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { loadConfigFile } from "../lib/train/config.ts";
 
-const FAKE = new URL("./fixtures_sweep/fake_job.ts", import.meta.url).pathname;
-const TINY_GRID = new URL("./fixtures_sweep/tiny.ts", import.meta.url).pathname;
-const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
-const SWEEP = new URL("../scripts/sweep.ts", import.meta.url).pathname;
+const FAKE = fromFileUrl(new URL("./fixtures_sweep/fake_job.ts", import.meta.url));
+const TINY_GRID = fromFileUrl(new URL("./fixtures_sweep/tiny.ts", import.meta.url));
+const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
+const SWEEP = fromFileUrl(new URL("../scripts/sweep.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const dec = new TextDecoder();
 
@@ -174,6 +176,7 @@ Deno.test("every grid in configs/grids/ loads and expands in both presets, with 
 });
 
 Deno.test("runner: devices give slots; the train command as documented", async () => {
+  const train = trainCommand("scripts/train.ts");
   const cpu = parseDevices("cpu", { cores: 2 });
   assertEquals(cpu.map((s) => [s.name, s.workers]), [["cpu0", 1], ["cpu1", 1]]);
   assertEquals(parseDevices("cpu", { cores: 16 }).map((s) => s.workers), new Array(8).fill(2));
@@ -184,23 +187,23 @@ Deno.test("runner: devices give slots; the train command as documented", async (
   assertThrows(() => parseDevices("gpu0"), Error, "expected cpu, cpu:N or GPU ids");
   const dir = await Deno.makeTempDir();
   const [run] = await fakeRuns(dir, [{ name: "a" }]);
-  const c = trainCommand(run, cpu[0], { resume: true });
+  const c = train(run, cpu[0], { resume: true });
   assertEquals(
     shellLine(c),
     `DEIT_BLAS_THREADS=1 deno run -A scripts/train.ts --config ${run.dir}/sweep-config.json --out ${run.dir} ` +
       `--resume --workers 1`,
   );
-  const g = trainCommand(run, gpus[1], { resume: false });
+  const g = train(run, gpus[1], { resume: false });
   // CUDA for TensorFlow; Mesa's device selection for WebGPU (the Nth GPU after the default one, alone).
   assertEquals(g.env, { CUDA_VISIBLE_DEVICES: "1", VK_LOADER_DRIVERS_DISABLE: "*lvp*", DRI_PRIME: "1!" });
   assertEquals(
-    trainCommand(run, gpus[0], { resume: false }).env?.MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE,
+    train(run, gpus[0], { resume: false }).env?.MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE,
     "1",
   );
   // With nvidia-smi's PCI addresses, WebGPU's GPU is named by its address (Mesa's tag: pci-DDDD_BB_DD_F).
   const [bus] = parseDevices("1", { busIds: ["00000000:1A:00.0", "00000000:1B:00.0"] });
   assertEquals(bus.busId, "00000000:1B:00.0");
-  assertEquals(trainCommand(run, bus, { resume: false }).env?.DRI_PRIME, "pci-0000_1b_00_0!");
+  assertEquals(train(run, bus, { resume: false }).env?.DRI_PRIME, "pci-0000_1b_00_0!");
   assert(!g.args.includes("--workers") && !g.args.includes("--backend"));
   await Deno.remove(dir, { recursive: true });
 });
@@ -358,7 +361,12 @@ Deno.test("slurm: one array job per dependency level, chained with afterok; --re
     { name: "s1", needs: ["t1"] },
     { name: "s2", needs: ["t1"] },
   ]);
-  const plan = slurmScripts(runs, { outDir: `${dir}/runs/g`, name: "g", repo: "/repo" });
+  const plan = slurmScripts(runs, {
+    outDir: `${dir}/runs/g`,
+    name: "g",
+    repo: "/repo",
+    trainScript: "scripts/train.ts",
+  });
   assertEquals(plan.scripts.map((s) => [s.file, s.runs.map((r) => r.row.name)]), [
     ["g.L0.sbatch", ["t1", "a"]],
     ["g.L1.sbatch", ["s1", "s2"]],
@@ -392,7 +400,7 @@ Deno.test("slurm: one array job per dependency level, chained with afterok; --re
   ]);
   // Without needs: one <grid>.sbatch; files written, with every run's sweep-config.json.
   const flat = runs.filter((r) => !r.needs.length);
-  const w = await writeSlurm(flat, { outDir: `${dir}/out`, name: "g" });
+  const w = await writeSlurm(flat, { outDir: `${dir}/out`, name: "g", trainScript: "scripts/train.ts" });
   assertEquals(w.paths, [`${dir}/out/g.sbatch`, `${dir}/out/submit.sh`]);
   assertStringIncludes(await Deno.readTextFile(`${dir}/out/g.sbatch`), `#SBATCH --chdir=${REPO_ROOT}`);
   assertEquals((await Deno.stat(`${dir}/out/submit.sh`)).mode! & 0o111, 0o111);
@@ -632,7 +640,13 @@ Deno.test({
       const runs = await planSweep([path], { preset: "full", root: `${dir}/runs` });
       const out = `${dir}/runs/chain`;
       // This node is small: ask for what it has (the defaults, 8 CPUs and 64G, are for a GPU node).
-      const plan = await writeSlurm(runs, { outDir: out, name: "chain", cpusPerTask: 1, mem: "500M" });
+      const plan = await writeSlurm(runs, {
+        outDir: out,
+        name: "chain",
+        trainScript: "scripts/train.ts",
+        cpusPerTask: 1,
+        mem: "500M",
+      });
       assertEquals(plan.scripts.map((s) => s.file), ["chain.L0.sbatch", "chain.L1.sbatch"]);
       const sub = await sh(`bash ${out}/submit.sh`);
       assertEquals(sub.code, 0, sub.out + sub.err);

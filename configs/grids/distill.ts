@@ -14,7 +14,6 @@
 import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
 import { LIGHT } from "../../lib/train/recipes.ts";
 
-const light = LIGHT;
 const regnet = "{runs}/distill/teacher-regnet";
 const deitTeacher = "{runs}/distill/teacher-deit";
 
@@ -27,12 +26,12 @@ export default {
     {
       name: "teacher-regnet",
       label: "teacher: RegNetY-200MF (convnet)",
-      overrides: { ...light, model: "regnety_002", img_size: 28 },
+      overrides: { ...LIGHT, model: "regnety_002", img_size: 28 },
     },
     {
       name: "teacher-deit",
       label: "teacher: deit_micro_patch7_28 (transformer)",
-      overrides: { ...light, model: "deit_micro_patch7_28" },
+      overrides: { ...LIGHT, model: "deit_micro_patch7_28" },
     },
     {
       name: "soft",

@@ -9,7 +9,7 @@
  *   deno task sweep --grid headline               # results/runs/headline/{fmnist-deit-25ep,fmnist-deit}
  */
 import { type Grid, SMOKE_RUN } from "../../lib/sweep/grid.ts";
-import { PLAIN } from "../../lib/train/recipes.ts";
+import { PLAIN_TWIN } from "../fmnist-vit-plain.ts";
 
 export default {
   description:
@@ -26,7 +26,7 @@ export default {
     {
       name: "fmnist-vit-plain",
       label: "deit_mini_patch4_28, 60k images, 100 epochs, plain recipe (the headline's twin)",
-      overrides: { ...PLAIN, train_eval_limit: 5000 },
+      overrides: { ...PLAIN_TWIN },
     },
   ],
 } satisfies Grid;

@@ -2,7 +2,7 @@
  * File paths: the repository's root and file-URL conversion that survives spaces and non-ASCII names
  * (`URL.pathname` would give `sp%20ace`), and one `exists`.
  */
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** A `file:` URL (or a path) as a file-system path, percent-decoded. */
 export function fromFileUrl(url: string | URL): string {
@@ -10,12 +10,20 @@ export function fromFileUrl(url: string | URL): string {
   return fileURLToPath(url);
 }
 
+/** An absolute file-system path as a `file:` URL string (for `import()`), percent-encoded. */
+export function toFileUrl(path: string): string {
+  return pathToFileURL(path).href;
+}
+
 /** The repository's root directory (no trailing slash). */
 export const REPO_ROOT: string = fromFileUrl(new URL("../../", import.meta.url)).replace(/\/$/, "");
 
-/** `REPO_ROOT/parts…`. */
+/**
+ * `REPO_ROOT/parts…`; an absolute first part stays as it is (`repoPath("/data/x")` is `/data/x`), so a path
+ * that is relative to the repository or absolute becomes a file-system path.
+ */
 export function repoPath(...parts: string[]): string {
-  return [REPO_ROOT, ...parts].join("/");
+  return (parts[0]?.startsWith("/") ? parts : [REPO_ROOT, ...parts]).join("/");
 }
 
 /** Does anything exist at `path` (a broken symlink counts as absent)? */

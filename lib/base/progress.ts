@@ -44,7 +44,18 @@ export class Progress {
   }
 }
 
-export function fmtSeconds(s: number): string {
+/**
+ * A duration, the one formatter of the kit. "compact" (progress bars, training and sweep logs): "40.0s",
+ * "12m05s", "1h05m", "?" when unknown. "words" (result tables, reports): "40 s", "12 min", "1 h 05 min", "—"
+ * when unknown.
+ */
+export function fmtSeconds(s: number, style: "compact" | "words" = "compact"): string {
+  if (style === "words") {
+    if (!Number.isFinite(s)) return "—";
+    if (s < 60) return `${Math.round(s)} s`;
+    const min = Math.round(s / 60);
+    return min < 60 ? `${min} min` : `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
+  }
   if (!Number.isFinite(s)) return "?";
   if (s < 60) return `${s.toFixed(1)}s`;
   const m = Math.floor(s / 60), h = Math.floor(m / 60);

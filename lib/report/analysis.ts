@@ -15,7 +15,7 @@ import { readRun, requireRun, type RunRecord } from "./runs.ts";
 import type { ResultTable } from "./result_table.ts";
 import { agreement, attentionRollout, tokenSimilarity } from "../distill/analysis.ts";
 import type { RegNet } from "../regnet/model.ts";
-import { repoPath } from "../sweep/grid.ts";
+import { repoPath } from "../base/paths.ts";
 
 export interface LoadRunOptions {
   /** "last" (the end of training, what the tables report) or "best" (best evaluated epoch). Default last. */

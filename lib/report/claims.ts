@@ -11,7 +11,8 @@ import * as tf from "@tensorflow/tfjs";
 import type { VisionTransformer } from "../vit/model.ts";
 import { tokenSimilarity } from "../distill/analysis.ts";
 import { evalBatch, evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
-import { formatDuration, readRun, type RunRecord } from "./runs.ts";
+import { fmtSeconds } from "../base/progress.ts";
+import { readRun, type RunRecord } from "./runs.ts";
 import type { Cell, ResultTable } from "./result_table.ts";
 
 type Head = "cls" | "dist" | "both";
@@ -277,7 +278,7 @@ export async function claimsTable(root: string): Promise<ResultTable> {
       experiment: c.experiment,
       ours,
       verdict,
-      machine_time: formatDuration(b.seconds + w.seconds + (c.alsoRuns ? await time(c.alsoRuns) : 0)),
+      machine_time: fmtSeconds(b.seconds + w.seconds + (c.alsoRuns ? await time(c.alsoRuns) : 0), "words"),
       change: c.change,
     });
   }

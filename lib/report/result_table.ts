@@ -3,7 +3,7 @@
  * notebooks. A row holds the paper's value where there is one beside ours, and how ours was made (config,
  * command, commit).
  */
-import { markdownTable } from "../base/text_table.ts";
+import { formatTable, markdownTable } from "../base/text_table.ts";
 
 export type Cell = string | number | null;
 
@@ -24,6 +24,8 @@ export interface ResultTable {
   rows: Record<string, Cell>[];
   /** Lines below the table: findings, and where the paper's finding does not show here. */
   notes: string[];
+  /** Facts about the whole table (e.g. date, machine), written at the top level of the JSON beside the rows. */
+  meta?: Record<string, Cell>;
 }
 
 export function formatCell(v: Cell, digits = 2): string {
@@ -31,11 +33,24 @@ export function formatCell(v: Cell, digits = 2): string {
   return typeof v === "number" ? (Number.isInteger(v) && digits === 0 ? String(v) : v.toFixed(digits)) : v;
 }
 
+/** The column titles and each row's cells as the tables show them. */
+export function tableCells(t: ResultTable): { header: string[]; rows: string[][] } {
+  return {
+    header: t.columns.map((c) => c.title),
+    rows: t.rows.map((r) => t.columns.map((c) => formatCell(r[c.key], c.digits))),
+  };
+}
+
 export function tableMarkdown(t: ResultTable): string {
-  const header = t.columns.map((c) => c.title);
-  const rows = t.rows.map((r) => t.columns.map((c) => formatCell(r[c.key], c.digits).replaceAll("|", "\\|")));
+  const { header, rows } = tableCells(t);
   const parts = [`# ${t.title}`, ...t.intro, markdownTable(header, rows), ...t.notes];
   return parts.join("\n\n") + "\n";
+}
+
+/** The table alone as plain text, for a terminal. */
+export function tableText(t: ResultTable): string {
+  const { header, rows } = tableCells(t);
+  return formatTable(header, rows);
 }
 
 function csvField(s: string): string {
@@ -63,7 +78,8 @@ export async function writeTable(t: ResultTable, dir: string): Promise<string[]>
   await Deno.writeTextFile(`${base}.csv`, tableCsv(t));
   await Deno.writeTextFile(
     `${base}.json`,
-    JSON.stringify({ title: t.title, columns: t.columns, rows: t.rows, notes: t.notes }, null, 2) + "\n",
+    JSON.stringify({ ...t.meta, title: t.title, columns: t.columns, rows: t.rows, notes: t.notes }, null, 2) +
+      "\n",
   );
   return [`${base}.md`, `${base}.csv`, `${base}.json`];
 }

@@ -4,7 +4,7 @@
  */
 import type { TrainConfig } from "../train/config.ts";
 import type { Derived, EpochLog } from "../train/run.ts";
-import { repoPath } from "../sweep/grid.ts";
+import { repoPath } from "../base/paths.ts";
 
 export interface RunRecord {
   dir: string;
@@ -78,15 +78,6 @@ export async function requireRun(dir: string, how: string): Promise<RunRecord> {
   const r = await readRun(dir);
   if (!r) throw new RunNotFoundError(`no run in ${dir}: ${how}`);
   return r;
-}
-
-/** "1 h 05 min", "12 min", "40 s". */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "—";
-  if (seconds < 60) return `${Math.round(seconds)} s`;
-  const min = Math.round(seconds / 60);
-  if (min < 60) return `${min} min`;
-  return `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
 }
 
 /**

@@ -8,7 +8,8 @@ import { getEntry, modelNames, summarize } from "../models/registry.ts";
 import { loadGrid } from "../sweep/grid.ts";
 import { evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
 import { barChart, type Figure, lineChart } from "./plots.ts";
-import { formatDuration, readRun, type RunRecord, runSeries } from "./runs.ts";
+import { fmtSeconds } from "../base/progress.ts";
+import { readRun, type RunRecord, runSeries } from "./runs.ts";
 import type { Cell, Column, ResultTable } from "./result_table.ts";
 
 /** Columns every run-backed table ends with (the JSON rows also carry the run's exact `command`). */
@@ -28,7 +29,7 @@ function provenance(run: RunRecord | null, dir: string): Record<string, Cell> {
   const last = run.logs[run.logs.length - 1];
   return {
     status: run.done ? "done" : `epoch ${last ? last.epoch + 1 : 0}/${run.config.epochs}`,
-    wall: formatDuration(run.seconds),
+    wall: fmtSeconds(run.seconds, "words"),
     config,
     run: dir,
     commit: run.commit,

@@ -5,7 +5,7 @@
  * its snapshot whose test accuracy is nearest the weaker one's final accuracy, the weaker by its final weights.
  * Both are written as `checkpoint-matched.safetensors` in their run folders, which the students name.
  */
-import { repoPath } from "../sweep/grid.ts";
+import { repoPath } from "../base/paths.ts";
 import { readRun } from "./runs.ts";
 export interface TeacherLog {
   epoch: number;

@@ -7,7 +7,7 @@ import { benchmark, type BenchResult } from "../train/bench.ts";
 import { initBackend } from "../accel/backend.ts";
 import { machineLine } from "../base/machine.ts";
 import { getEntry } from "../models/registry.ts";
-import { repoPath } from "../sweep/grid.ts";
+import { repoPath } from "../base/paths.ts";
 import { type Figure, scatterChart } from "./plots.ts";
 import type { ResultTable } from "./result_table.ts";
 

@@ -6,7 +6,7 @@
  */
 import { readCheckpointFile } from "../io/checkpoint.ts";
 import { writeSafetensors } from "../io/safetensors.ts";
-import { repoPath } from "./grid.ts";
+import { repoPath } from "../base/paths.ts";
 import { runStatus } from "./status.ts";
 
 export interface CompactReport {

@@ -10,6 +10,7 @@
  *
  * Relative run folders are relative to the repository root (the sweep starts its runs there).
  */
+import { exists, REPO_ROOT, repoPath, toFileUrl } from "../base/paths.ts";
 import {
   checkPartial,
   ConfigError,
@@ -78,9 +79,6 @@ export interface RunSpec {
 /** A grid file that is wrong: unknown grid, bad row, unknown key, unknown need, cycle. */
 export class GridError extends ConfigError {}
 
-/** The repository root (where run folders and commands are relative to). */
-export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
-
 const GRIDS_DIR = `${REPO_ROOT}/configs/grids`;
 const ROW_NAME = /^[a-z0-9_.-]+$/;
 
@@ -88,11 +86,6 @@ const ROW_NAME = /^[a-z0-9_.-]+$/;
 export function runsRoot(preset: Preset, root?: string): string {
   if (root) return root.replace(/\/+$/, "") || "/";
   return preset === "smoke" ? ".cache/smoke/runs" : "results/runs";
-}
-
-/** `p` as a filesystem path: relative paths are taken from the repository root. */
-export function repoPath(p: string): string {
-  return p.startsWith("/") ? p : `${REPO_ROOT}/${p}`;
 }
 
 /** The grid names in configs/grids/. */
@@ -130,7 +123,7 @@ export async function loadGrid(nameOrPath: string): Promise<LoadedGrid> {
       throw new GridError(`${path}: not valid JSON (${(e as Error).message})`);
     }
   } else {
-    grid = (await import(`file://${path}`)).default;
+    grid = (await import(toFileUrl(path))).default;
   }
   const name = path.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
   checkGrid(grid, path);
@@ -408,13 +401,4 @@ export async function configChanges(run: RunSpec): Promise<string[]> {
 async function firstExisting(paths: string[]): Promise<string | undefined> {
   for (const p of paths) if (await exists(p)) return p;
   return undefined;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.stat(p);
-    return true;
-  } catch {
-    return false;
-  }
 }

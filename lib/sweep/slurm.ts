@@ -2,18 +2,22 @@
  * Slurm job arrays for a sweep: one array job per dependency level (runs without needs first, then the runs
  * that need them, …), one task per run on one GPU, and `submit.sh`, which submits the levels in order, each
  * with `--dependency=afterok:<previous level's job>`. Every task changes to the repository root and runs the
- * train command with `--resume` (which starts fresh in a folder without a checkpoint), so a task that is
- * requeued or submitted again continues where it stopped. A task's output goes to `<run>/train.log`; Slurm's
- * own log of the task (errors before training starts) to `<out>/slurm-<job name>-<job>_<task>.out`.
+ * caller's training script (lib/sweep/command.ts `trainArgs`) with `--resume` (which starts fresh in a folder
+ * without a checkpoint), so a task that is requeued or submitted again continues where it stopped. A task's
+ * output goes to `<run>/train.log`; Slurm's own log of the task (errors before training starts) to
+ * `<out>/slurm-<job name>-<job>_<task>.out`.
  */
-import { levels, REPO_ROOT, type RunSpec, writeRunConfig } from "./grid.ts";
-import { trainArgs } from "./runner.ts";
+import { REPO_ROOT, repoPath } from "../base/paths.ts";
+import { shellQuote as q, trainArgs } from "./command.ts";
+import { levels, type RunSpec, writeRunConfig } from "./grid.ts";
 
 export interface SlurmOptions {
   /** Folder of the .sbatch files and submit.sh. */
   outDir: string;
   /** Name of the sweep (the grid's): file and job names. */
   name: string;
+  /** The training script each task runs (relative to the repository root, or absolute). */
+  trainScript: string;
   /** Repository root the tasks run in (default: this checkout). */
   repo?: string;
   /** CPUs per task (default 8; `bash submit.sh --cpus-per-task=N` overrides it, as any sbatch option). */
@@ -37,11 +41,6 @@ export interface SlurmPlan {
   submit: string;
 }
 
-/** Single-quote for bash when needed. */
-function q(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
-}
-
 /** The .sbatch files and submit.sh of the runs (pure; see {@link writeSlurm}). */
 export function slurmScripts(runs: RunSpec[], opts: SlurmOptions): SlurmPlan {
   if (runs.length === 0) throw new Error("no runs to write Slurm scripts for");
@@ -55,7 +54,7 @@ export function slurmScripts(runs: RunSpec[], opts: SlurmOptions): SlurmPlan {
     const file = depth === 1 ? `${safe}.sbatch` : `${safe}.L${k}.sbatch`;
     const job = depth === 1 ? safe : `${safe}.L${k}`;
     // The command as the sweep runs it locally, with the folder taken from the task's array entry.
-    const args = trainArgs({ dir: "RUN_DIR" } as RunSpec, { resume: true }).map((a) =>
+    const args = trainArgs(opts.trainScript, "RUN_DIR", { resume: true }).map((a) =>
       a.includes("RUN_DIR") ? `"${a.replace("RUN_DIR", "$DIR")}"` : q(a)
     );
     const needs = depth > 1 && k > 0 ? ` (after level ${k - 1} has succeeded: submit.sh chains them)` : "";
@@ -85,7 +84,7 @@ export function slurmScripts(runs: RunSpec[], opts: SlurmOptions): SlurmPlan {
       'export PATH="$PWD/.tools/bin:$PATH"',
       'mkdir -p "$DIR"',
       `echo "=== $(date -Is) slurm \${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID} on $(hostname): ` +
-      `deno ${trainArgs({ dir: "$DIR" } as RunSpec, { resume: true }).join(" ")}" >> "$DIR/train.log"`,
+      `deno ${trainArgs(opts.trainScript, "$DIR", { resume: true }).join(" ")}" >> "$DIR/train.log"`,
       `exec deno ${args.join(" ")} >> "$DIR/train.log" 2>&1`,
       "",
     ].join("\n");
@@ -114,7 +113,7 @@ export async function writeSlurm(
 ): Promise<SlurmPlan & { paths: string[] }> {
   const plan = slurmScripts(runs, opts);
   for (const r of runs) await writeRunConfig(r);
-  const out = opts.outDir.startsWith("/") ? opts.outDir : `${REPO_ROOT}/${opts.outDir}`;
+  const out = repoPath(opts.outDir);
   await Deno.mkdir(out, { recursive: true });
   const paths: string[] = [];
   for (const s of plan.scripts) {

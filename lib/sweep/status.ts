@@ -7,7 +7,7 @@
  *   failed    the sweep recorded a failure in sweep-status.json (exit code, the tail of train.log); the next
  *             successful attempt removes it
  */
-import { repoPath } from "./grid.ts";
+import { exists, repoPath } from "../base/paths.ts";
 
 export type RunState = "pending" | "partial" | "done" | "failed";
 
@@ -61,7 +61,7 @@ export async function runStatus(dir: string, epochs?: number): Promise<RunStatus
       } catch { /* a config.json being written */ }
     }
   }
-  const checkpoint = await Deno.stat(`${d}/checkpoint-last.safetensors`).then(() => true, () => false);
+  const checkpoint = await exists(`${d}/checkpoint-last.safetensors`);
   let failure: SweepFailure | undefined;
   const st = await readText(`${d}/${STATUS_FILE}`);
   if (st) {
