@@ -5,7 +5,7 @@
  */
 /// <reference lib="deno.worker" />
 import { Rng } from "../base/rng.ts";
-import { buildTrainTransform, type TrainTransform } from "./transforms/mod.ts";
+import { buildTrainTransform, type TrainTransform } from "./transforms/train.ts";
 import type { AugmentReply, AugmentRequest } from "./train_loader.ts";
 
 let transform: TrainTransform | null = null;

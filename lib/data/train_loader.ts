@@ -19,7 +19,7 @@ import { Rng } from "../base/rng.ts";
 import type { Dataset, ImageU8 } from "./dataset.ts";
 import { type MixMode, Mixup, type MixupOptions } from "./mixup.ts";
 import type { Sampler } from "./sampler.ts";
-import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms/mod.ts";
+import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms/train.ts";
 import { derivedRng, deriveSeed } from "./transforms/random.ts";
 
 /** Stream tags for {@link deriveSeed}: per-sample transforms and per-batch mixing never share a generator. */
