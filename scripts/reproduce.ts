@@ -18,7 +18,7 @@ import { fromFileUrl, REPO_ROOT } from "../lib/base/paths.ts";
 import { fmtSeconds } from "../lib/base/progress.ts";
 import { loadCheckpoint, saveSafetensors } from "../lib/io/checkpoint.ts";
 import { writeGreyImageFolder } from "../lib/data/export.ts";
-import { FASHION_MNIST_CLASSES, readFashionMnist } from "../lib/data/formats/idx.ts";
+import { FASHION_MNIST_CLASSES, readFashionMnist } from "../lib/data/formats/mod.ts";
 import { scanImageFolder } from "../lib/data/imagefolder.ts";
 import { evaluate } from "../lib/train/evaluate.ts";
 import { buildModel } from "../lib/models/registry.ts";

@@ -4,21 +4,24 @@
  */
 import sharp from "sharp";
 import { assert, assertAlmostEquals, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { compareCodePoints, DataError, scanImageFolder } from "../lib/data/imagefolder.ts";
+import { DataError } from "../lib/data/dataset.ts";
+import { compareCodePoints, scanImageFolder } from "../lib/data/imagefolder.ts";
 import {
-  cropNormalize,
-  cropOffset,
   decodeRgb,
-  DEFAULT_CROP_PCT,
-  evalTransform,
   IMAGENET_MEAN,
   IMAGENET_STD,
   pyRound,
   resizeBicubicPil,
+  type RgbImage,
+} from "../lib/data/image.ts";
+import {
+  cropNormalize,
+  cropOffset,
+  DEFAULT_CROP_PCT,
+  evalTransform,
   resizedSize,
   resizeTarget,
-  type RgbImage,
-} from "../lib/data/eval_transform.ts";
+} from "../lib/data/transforms/eval.ts";
 import { type EvalBatch, evalBatches } from "../lib/data/eval_loader.ts";
 
 // ---------------------------------------------------------------------------------------------------- helpers

@@ -23,8 +23,15 @@ import {
 } from "../lib/data/datasets/mod.ts";
 import { cifar } from "../lib/data/datasets/mod.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
-import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
-import { matString, matStrings, type MatValue, parseMat, readMat } from "../lib/data/formats/matlab.ts";
+import {
+  FASHION_MNIST_CLASSES,
+  FASHION_MNIST_DIR,
+  matString,
+  matStrings,
+  type MatValue,
+  parseMat,
+  readMat,
+} from "../lib/data/formats/mod.ts";
 
 // ---------------------------------------------------------------------------------------------------- helpers
 

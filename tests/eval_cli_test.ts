@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { deitEvalTransform } from "../lib/data/eval_transform.ts";
+import { deitEvalTransform } from "../lib/data/transforms/eval.ts";
 import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { FIXTURES, useBackend } from "./helpers.ts";

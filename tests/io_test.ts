@@ -14,7 +14,7 @@ import {
   serializeSafetensors,
   writeSafetensors,
 } from "../lib/io/safetensors.ts";
-import { CheckpointError, type HostTensor, type StateDict } from "../lib/io/tensor.ts";
+import { CheckpointError, decodeStrided, type HostTensor, type StateDict } from "../lib/io/tensor.ts";
 
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url);
 const fixture = (file: string) => new URL(file, FIXTURES).pathname;
@@ -419,5 +419,33 @@ Deno.test("safetensors header validation", () => {
   for (const [what, bytes, text] of cases) {
     const e = assertThrows(() => parseSafetensors(bytes, "x.safetensors"), CheckpointError, text, what);
     assertStringIncludes(e.message, "x.safetensors", what);
+  }
+});
+
+Deno.test("F16: every half value decodes exactly (both byte orders, strided), as IEEE 754 binary16", () => {
+  // The reference: sign, 5-bit exponent (bias 15), 10-bit fraction; subnormals, ±0, ±Infinity, NaN.
+  const half = (h: number): number => {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    if (exp === 0) return sign * frac * 2 ** -24;
+    if (exp === 31) return frac ? NaN : sign * Infinity;
+    return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  };
+  const n = 65536;
+  for (const littleEndian of [true, false]) {
+    const bytes = new Uint8Array(n * 2);
+    const dv = new DataView(bytes.buffer);
+    for (let h = 0; h < n; h++) dv.setUint16(h * 2, h, littleEndian);
+    const t = decodeStrided("F16", bytes, [n], "f16", { littleEndian });
+    assert(t.data instanceof Float32Array);
+    for (let h = 0; h < n; h++) {
+      if (!Object.is(t.data[h], half(h))) throw new Error(`0x${h.toString(16)}: ${t.data[h]} != ${half(h)}`);
+    }
+    // Transposed [256, 256] view: element (i, j) is half value j * 256 + i.
+    const tt = decodeStrided("F16", bytes, [256, 256], "f16", { strides: [1, 256], littleEndian });
+    for (const [i, j] of [[0, 0], [1, 2], [255, 60], [7, 124], [200, 255]]) {
+      assert(Object.is(tt.data[i * 256 + j], half(j * 256 + i)));
+    }
   }
 });

@@ -19,7 +19,7 @@ import {
 } from "../lib/regnet/conv.ts";
 import { RegNet, regnetStages } from "../lib/regnet/model.ts";
 import { AdamW } from "../lib/train/optim.ts";
-import { evalTransform } from "../lib/data/eval_transform.ts";
+import { evalTransform } from "../lib/data/transforms/eval.ts";
 import {
   fixture,
   FIXTURES,

@@ -13,7 +13,7 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import { FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
+import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 import { fromFileUrl, REPO_ROOT } from "../lib/base/paths.ts";
 import { type CommandBuilder, shellLine, trainCommand } from "../lib/sweep/command.ts";

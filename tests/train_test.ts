@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { ConfigError, DEFAULTS, parseOverrides, resolveConfig } from "../lib/train/config.ts";
-import { FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
+import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
 
 const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);

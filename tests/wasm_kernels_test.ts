@@ -132,7 +132,7 @@ Deno.test("Identity on wasm shares the data: a clone outlives its source and fre
   z.dispose();
   assertEquals(buffers(), before);
   const s = tf.clone(tf.tensor1d(["a", "b"], "string")); // strings: the stock kernel
-  assertEquals(await s.data(), ["a", "b"]);
+  assertEquals(await s.data<"string">(), ["a", "b"]);
 });
 
 Deno.test("lib/accel/simd/kernels_wasm.ts is lib/accel/simd/kernels.wat assembled (scripts/build_wasm.sh)", async () => {

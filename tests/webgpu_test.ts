@@ -8,7 +8,7 @@ import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
 import { loadCheckpoint, saveSafetensors } from "../lib/io/checkpoint.ts";
 import { buildModel } from "../lib/models/registry.ts";
-import { FASHION_MNIST_DIR } from "../lib/data/formats/idx.ts";
+import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
 import { FIXTURES, NO_WEBGPU, relErr, trainTiny, useBackend, WEBGPU } from "./helpers.ts";
 
 const ignore = !WEBGPU;

@@ -5,8 +5,17 @@
  */
 /// <reference lib="deno.worker" />
 import { Rng } from "../base/rng.ts";
-import { buildTrainTransform, type TrainTransform } from "./transforms/mod.ts";
-import type { AugmentReply, AugmentRequest } from "./train_loader.ts";
+import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms/train.ts";
+
+/** Messages to an augmentation Worker. */
+export type AugmentRequest =
+  | { type: "init"; config: TrainTransformConfig }
+  | { type: "job"; id: number; seed: number; width: number; height: number; data: Uint8Array };
+
+/** Messages from an augmentation Worker. */
+export type AugmentReply =
+  | { type: "done"; id: number; width: number; height: number; data: Float32Array }
+  | { type: "error"; id: number; message: string };
 
 let transform: TrainTransform | null = null;
 

@@ -2,8 +2,21 @@
  * The data interfaces shared by every dataset, transform and loader of the training pipeline.
  *
  * Images travel as 8-bit RGB, row-major HWC (what sharp decodes to and what the augmentations work on) until
- * normalisation turns them into float32 HWC, the layout the model takes (NHWC batches).
+ * normalisation turns them into float32 HWC, the layout the model takes (NHWC batches). Every problem with the
+ * data is a {@link DataError} naming the file.
  */
+
+/** A data set or image that cannot be read: the message names the path and the problem. */
+export class DataError extends Error {
+  override name = "DataError";
+  /** The file or folder the error is about ("<bytes>" for an in-memory image), when there is one. */
+  readonly path?: string;
+
+  constructor(message: string, options?: { path?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.path = options?.path;
+  }
+}
 
 /** An 8-bit image, HWC row-major. Training images are always 3 channels (grey data is replicated). */
 export interface ImageU8 {
@@ -25,6 +38,12 @@ export interface Sample {
   image: ImageU8;
   /** Class index. */
   label: number;
+}
+
+/** An image file and its class, as the eval loader takes them (`scanImageFolder`'s samples fit). */
+export interface LoadableSample {
+  path: string;
+  target: number;
 }
 
 /** A labelled image collection: one split of one dataset. */

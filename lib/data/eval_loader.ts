@@ -2,14 +2,9 @@
  * Batched evaluation input: decodes + transforms images with a bounded number of concurrent sharp calls and keeps
  * the next batch loading while the consumer (the model) works on the current one.
  */
-import { DataError } from "./imagefolder.ts";
-import { deitEvalTransform, evalTransform, type Resampler } from "./eval_transform.ts";
-
-/** What the loader needs from a sample ({@link ImageSample} from `scanImageFolder` fits). */
-export interface LoadableSample {
-  path: string;
-  target: number;
-}
+import { DataError, type LoadableSample } from "./dataset.ts";
+import type { Resampler } from "./image.ts";
+import { deitEvalTransform, evalTransform } from "./transforms/eval.ts";
 
 export interface EvalBatch<S extends LoadableSample> {
   /** [n, size, size, 3] float32, channel-last, normalised ({@link evalTransform}). */

@@ -11,18 +11,7 @@
  *   - a class folder without any image is an error (torchvision raises `FileNotFoundError` unless
  *     `allow_empty=True`).
  */
-
-/** A data set or image that cannot be read: the message names the path and the problem. */
-export class DataError extends Error {
-  override name = "DataError";
-  /** The file or folder the error is about ("<bytes>" for an in-memory image), when there is one. */
-  readonly path?: string;
-
-  constructor(message: string, options?: { path?: string; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.path = options?.path;
-  }
-}
+import { DataError } from "./dataset.ts";
 
 /** File extensions treated as images (compared lower-cased). torchvision also lists .ppm .bmp .pgm .tif .tiff. */
 export const IMAGE_EXTENSIONS: readonly string[] = [".jpg", ".jpeg", ".png", ".webp"];

@@ -19,7 +19,8 @@ import { Rng } from "../base/rng.ts";
 import type { Dataset, ImageU8 } from "./dataset.ts";
 import { type MixMode, Mixup, type MixupOptions } from "./mixup.ts";
 import type { Sampler } from "./sampler.ts";
-import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms/mod.ts";
+import type { AugmentReply, AugmentRequest } from "./augment_worker.ts";
+import { buildTrainTransform, type TrainTransform, type TrainTransformConfig } from "./transforms/train.ts";
 import { derivedRng, deriveSeed } from "./transforms/random.ts";
 
 /** Stream tags for {@link deriveSeed}: per-sample transforms and per-batch mixing never share a generator. */
@@ -73,16 +74,6 @@ export interface TrainLoaderOptions {
 }
 
 // ---------------------------------------------------------------------------------------------------- workers
-
-/** Messages to an augmentation Worker. */
-export type AugmentRequest =
-  | { type: "init"; config: TrainTransformConfig }
-  | { type: "job"; id: number; seed: number; width: number; height: number; data: Uint8Array };
-
-/** Messages from an augmentation Worker. */
-export type AugmentReply =
-  | { type: "done"; id: number; width: number; height: number; data: Float32Array }
-  | { type: "error"; id: number; message: string };
 
 /** A counting semaphore, FIFO. */
 class Semaphore {

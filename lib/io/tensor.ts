@@ -80,25 +80,6 @@ export function isIndexList(x: unknown): x is number[] {
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-let halfTable: Float32Array | undefined;
-
-/** All 65536 IEEE half values, built on first use: a lookup beats bit twiddling per element. */
-function halfToFloatTable(): Float32Array {
-  if (halfTable) return halfTable;
-  halfTable = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    halfTable[h] = exp === 0
-      ? sign * frac * 2 ** -24
-      : exp === 31
-      ? (frac ? NaN : sign * Infinity)
-      : sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
-  return halfTable;
-}
-
 /** Where the elements of a (possibly strided) tensor live inside a raw buffer; all counts are in elements. */
 export interface StridedLayout {
   /** element strides per dimension; default row-major contiguous. Torch never writes negative strides. */
@@ -178,13 +159,12 @@ export function decodeStrided(
 
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const le = littleEndian;
-  const half = dtype === "F16" ? halfToFloatTable() : undefined;
   const bf16Bits = new Uint32Array(1);
   const bf16Value = new Float32Array(bf16Bits.buffer);
   const read: (i: number) => number = {
     F32: (i: number) => dv.getFloat32(i * 4, le),
     F64: (i: number) => dv.getFloat64(i * 8, le),
-    F16: (i: number) => half![dv.getUint16(i * 2, le)],
+    F16: (i: number) => dv.getFloat16(i * 2, le), // IEEE half, exact in float32 (Deno has it natively)
     // bfloat16 is the top half of a float32.
     BF16: (i: number) => {
       bf16Bits[0] = dv.getUint16(i * 2, le) << 16;

@@ -4,11 +4,17 @@
  * made by the very functions the training loader calls, with a fixed seed.
  */
 import type { Dataset, ImageF32, ImageU8 } from "../data/dataset.ts";
-import { IMAGENET_MEAN, IMAGENET_STD } from "../data/eval_transform.ts";
+import { IMAGENET_MEAN, IMAGENET_STD } from "../data/image.ts";
 import { cutmixBboxAndLam, sampleBeta } from "../data/mixup.ts";
-import { randomCrop, randomHorizontalFlip } from "../data/transforms/geometry.ts";
-import { normalize, randomErasing } from "../data/transforms/normalize.ts";
-import { meanFill, parseRandAugment, randAugment } from "../data/transforms/rand_augment.ts";
+import {
+  meanFill,
+  normalize,
+  parseRandAugment,
+  randAugment,
+  randomCrop,
+  randomErasing,
+  randomHorizontalFlip,
+} from "../data/transforms/mod.ts";
 import { Rng } from "../base/rng.ts";
 
 /** Undo the normalisation for display (values clamped to 0–255). */

@@ -286,17 +286,13 @@ export async function imageGrid(
   return { kind: "png", data: new Uint8Array(png) };
 }
 
-/** A figure as a MIME bundle (`Deno.jupyter.display(bundle, { raw: true })`). */
-export function figureBundle(f: Figure): Record<string, string> {
-  return f.kind === "svg"
-    ? { "image/svg+xml": f.data as string }
-    : { "image/png": btoa(Array.from(f.data as Uint8Array, (b) => String.fromCharCode(b)).join("")) };
-}
-
-/** A figure as a notebook cell's output (the cell's last expression). */
-export function display(f: Figure): { [k: symbol]: () => Record<string, string> } {
-  const bundle = figureBundle(f);
-  return { [Symbol.for("Jupyter.display")]: () => bundle };
+/**
+ * A figure as a notebook output (a cell's last expression, or through {@link show}): SVG through
+ * `Deno.jupyter.svg`, PNG through `Deno.jupyter.image`. Only inside a `deno jupyter` kernel (elsewhere reading
+ * `Deno.jupyter` throws).
+ */
+export function display(f: Figure): Deno.jupyter.Displayable {
+  return f.kind === "svg" ? Deno.jupyter.svg`${f.data}` : Deno.jupyter.image(f.data as Uint8Array);
 }
 
 /** Writes the figure to DIR/NAME.svg or .png and returns the path. */
@@ -309,20 +305,46 @@ export async function saveFigure(f: Figure, dir: string, name: string): Promise<
 }
 
 /**
- * Shows a figure (or a MIME bundle) as a notebook output now, wherever it is in the cell; outside a notebook
- * kernel it prints the bundle's text or says where a figure would be.
+ * What {@link show} takes: a figure, text (shown as plain text), or anything Deno's Jupyter kernel displays
+ * (`Deno.jupyter.md\`…\``, {@link display}, a table's `tableDisplay`: objects with a
+ * `Symbol.for("Jupyter.display")` method).
  */
-export async function show(x: Figure | Record<string, string>): Promise<void> {
-  const bundle = "kind" in x && "data" in x ? figureBundle(x as Figure) : x as Record<string, string>;
-  const jupyter = (Deno as unknown as {
-    jupyter?: { display(b: Record<string, string>, o: { raw: boolean }): Promise<void> };
-  }).jupyter;
-  if (jupyter) {
-    await jupyter.display(bundle, { raw: true });
-    // Let the kernel send the output before the cell reports idle: without this pause an output at the very
-    // end of a cell is sometimes dropped by headless runs (nbconvert moves on to the next cell).
-    await new Promise((r) => setTimeout(r, 150));
-  } else console.log(bundle["text/plain"] ?? `(${Object.keys(bundle).join(", ")} output)`);
+export type Showable = Figure | string | Deno.jupyter.Displayable;
+
+/** Deno's Jupyter API inside a `deno jupyter` kernel, else null (reading `Deno.jupyter` throws there). */
+function kernel(): typeof Deno.jupyter | null {
+  try {
+    return Deno.jupyter;
+  } catch {
+    return null;
+  }
+}
+
+function isFigure(x: Showable): x is Figure {
+  return typeof x === "object" && "kind" in x && "data" in x;
+}
+
+/**
+ * Shows `x` as a notebook output now, wherever it is in the cell; outside a notebook kernel it prints its text
+ * (plain, else markdown) or says what kind of figure it would be.
+ */
+export async function show(x: Showable): Promise<void> {
+  const jupyter = kernel();
+  if (!jupyter) {
+    if (typeof x === "string") console.log(x);
+    else if (isFigure(x)) console.log(`(${x.kind} figure)`);
+    else {
+      const bundle = await x[Symbol.for("Jupyter.display") as typeof Deno.jupyter.$display]();
+      const text = bundle["text/plain"] ?? bundle["text/markdown"];
+      console.log(text ?? `(${Object.keys(bundle).join(", ")} output)`);
+    }
+    return;
+  }
+  if (typeof x === "string") await jupyter.display({ "text/plain": x }, { raw: true });
+  else await jupyter.display(isFigure(x) ? display(x) : x);
+  // Let the kernel send the output before the cell reports idle: without this pause an output at the very
+  // end of a cell is sometimes dropped by headless runs (nbconvert moves on to the next cell).
+  await new Promise((r) => setTimeout(r, 150));
 }
 
 /** A confusion matrix (rows: true class, columns: predicted), counts written in the cells, with a colour bar. */

@@ -84,14 +84,17 @@ export async function writeTable(t: ResultTable, dir: string): Promise<string[]>
   return [`${base}.md`, `${base}.csv`, `${base}.json`];
 }
 
-/** A table as a MIME bundle (`Deno.jupyter.display(bundle, { raw: true })`): rendered markdown. */
-export function tableBundle(t: ResultTable): Record<string, string> {
-  const md = tableMarkdown(t);
-  return { "text/markdown": md, "text/plain": md };
-}
+/** `Deno.jupyter.$display`, which is `Symbol.for("Jupyter.display")` (readable outside a kernel too). */
+const JUPYTER_DISPLAY: typeof Deno.jupyter.$display = Symbol.for(
+  "Jupyter.display",
+) as typeof Deno.jupyter.$display;
 
-/** A table as a notebook cell's output (the cell's last expression). */
-export function tableDisplay(t: ResultTable): { [k: symbol]: () => Record<string, string> } {
-  const bundle = tableBundle(t);
-  return { [Symbol.for("Jupyter.display")]: () => bundle };
+/**
+ * A table as a notebook output (a cell's last expression, or through `show` of lib/report/plots.ts): rendered
+ * markdown, with the same markdown as its plain text. Any Jupyter kernel displays it through its
+ * `Symbol.for("Jupyter.display")` method (Deno's `Deno.jupyter.$display`); it works outside a kernel too.
+ */
+export function tableDisplay(t: ResultTable): Deno.jupyter.Displayable {
+  const md = tableMarkdown(t);
+  return { [JUPYTER_DISPLAY]: () => ({ "text/markdown": md, "text/plain": md }) };
 }

@@ -6,6 +6,7 @@
  * anything else is an error. The result is frozen. Values derived from it (the scaled learning rate, steps per
  * epoch, …) live in a separate object that the run logs too — the user's config is never mutated.
  */
+import { levenshteinDistance } from "@std/text";
 
 export interface TrainConfig {
   /** Registered model name (lib/models/registry.ts). */
@@ -163,7 +164,7 @@ export function checkPartial(p: Record<string, unknown>, source: string): Partia
   for (const [k, v] of Object.entries(p)) {
     if (!(k in DEFAULTS)) {
       const close = Object.keys(DEFAULTS).filter((d) =>
-        d.includes(k) || k.includes(d) || editDistance(d, k) <= 2
+        d.includes(k) || k.includes(d) || levenshteinDistance(d, k) <= 2
       );
       throw new ConfigError(
         `${source}: unknown config key '${k}'${close.length ? ` (did you mean ${close.join(", ")}?)` : ""}`,
@@ -263,15 +264,4 @@ export async function listConfigs(): Promise<string[]> {
     }
   } catch { /* no configs folder */ }
   return out.sort();
-}
-
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length][b.length];
 }

@@ -6,12 +6,12 @@
  *   cross-entropy loss.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { DataError, ImageSample } from "../data/imagefolder.ts";
+import type { ImageSample } from "../data/imagefolder.ts";
 import { evalBatches } from "../data/eval_loader.ts";
 import { Progress } from "../base/progress.ts";
 import type { Classifier } from "../models/classifier.ts";
-import { type Dataset, type ImageU8 } from "../data/dataset.ts";
-import { deitEvalImage } from "../data/eval_transform.ts";
+import { type DataError, type Dataset, type ImageU8 } from "../data/dataset.ts";
+import { deitEvalImage } from "../data/transforms/eval.ts";
 
 export interface EvalMetrics {
   acc1: number;
@@ -20,7 +20,7 @@ export interface EvalMetrics {
   count: number;
 }
 
-/** DeiT's eval transform for one decoded image (lib/data/eval_transform.ts `deitEvalImage`). */
+/** DeiT's eval transform for one decoded image (lib/data/transforms/eval.ts `deitEvalImage`). */
 export async function evalImage(img: ImageU8, size: number, out?: Float32Array): Promise<Float32Array> {
   return await deitEvalImage(img, size, out);
 }

@@ -9,9 +9,9 @@
  * Samples follow the order of the annotation struct (as torchvision's `StanfordCars`); images are not cropped
  * to their boxes (DeiT fine-tunes on whole images), the boxes are available in {@link CarsDataset.boxes}.
  */
-import type { LoadableSample } from "../eval_loader.ts";
+import { DataError, type LoadableSample } from "../dataset.ts";
 import { matNumbers, matString, matStrings, type MatValue, matVariable, readMat } from "../formats/matlab.ts";
-import { checkSplit, DataError, FileDataset, findRoot, statOrNull } from "./common.ts";
+import { checkSplit, FileDataset, findRoot, statOrNull } from "./common.ts";
 
 export class CarsDataset extends FileDataset {
   constructor(

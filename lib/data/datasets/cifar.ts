@@ -11,17 +11,8 @@
  * Records stay in memory as read (about 154 MB for a train split); `get` converts one from planar to HWC.
  * When the class-name file is missing the standard names below are used.
  */
-import type { Dataset, Sample } from "../dataset.ts";
-import {
-  checkIndex,
-  checkLabels,
-  checkSplit,
-  DataError,
-  findRoot,
-  readBytes,
-  readText,
-  statOrNull,
-} from "./common.ts";
+import { DataError, type Dataset, type Sample } from "../dataset.ts";
+import { checkIndex, checkLabels, checkSplit, findRoot, readBytes, readText, statOrNull } from "./common.ts";
 
 export const CIFAR10_CLASSES: readonly string[] = [
   "airplane",

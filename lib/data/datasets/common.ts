@@ -2,12 +2,8 @@
  * Building blocks shared by the dataset loaders: a dataset of image files decoded on demand, a dataset held in
  * memory, and file helpers whose errors are {@link DataError}s naming the path.
  */
-import type { Dataset, ImageU8, Sample } from "../dataset.ts";
-import { decodeRgb } from "../eval_transform.ts";
-import { DataError } from "../imagefolder.ts";
-import type { LoadableSample } from "../eval_loader.ts";
-
-export { DataError };
+import { DataError, type Dataset, type ImageU8, type LoadableSample, type Sample } from "../dataset.ts";
+import { decodeRgb } from "../image.ts";
 
 /** A RangeError for an index outside [0, length). */
 export function checkIndex(i: number, length: number, name: string): void {

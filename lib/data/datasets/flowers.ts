@@ -8,9 +8,9 @@
  * DeiT's transfer experiments train on train + val (2,040 images, the "trainval" split here) and test on "test".
  * Samples are listed in the order of the ids in `setid.mat` (as torchvision's `Flowers102`).
  */
-import type { LoadableSample } from "../eval_loader.ts";
+import { DataError, type LoadableSample } from "../dataset.ts";
 import { matNumbers, matVariable, readMat } from "../formats/matlab.ts";
-import { checkSplit, DataError, FileDataset, findRoot } from "./common.ts";
+import { checkSplit, FileDataset, findRoot } from "./common.ts";
 
 export type FlowersSplit = "train" | "val" | "test" | "trainval";
 export const FLOWERS_SPLITS: readonly FlowersSplit[] = ["train", "val", "test", "trainval"];

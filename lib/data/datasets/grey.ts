@@ -3,10 +3,10 @@
  * Fashion-MNIST (`dataset-fashion-mnist`) and scikit-learn's handwritten digits (`python3-sklearn`).
  */
 import { gunzipSync } from "node:zlib";
-import type { Dataset } from "../dataset.ts";
+import { DataError, type Dataset } from "../dataset.ts";
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, readFashionMnist } from "../formats/idx.ts";
 import { Rng } from "../../base/rng.ts";
-import { checkLabels, checkSplit, DataError, MemoryDataset, readBytes, statOrNull } from "./common.ts";
+import { checkLabels, checkSplit, MemoryDataset, readBytes, statOrNull } from "./common.ts";
 
 /**
  * One split of Fashion-MNIST ("train": 60,000 images, "test": 10,000), 28×28 grey replicated to RGB.

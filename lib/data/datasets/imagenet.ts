@@ -1,5 +1,6 @@
 /** ImageNet-style folders: `root/train/<class>/…`, `root/val/<class>/…`, each split a torchvision ImageFolder. */
-import { DataError, scanImageFolder } from "../imagefolder.ts";
+import { DataError } from "../dataset.ts";
+import { scanImageFolder } from "../imagefolder.ts";
 import { FileDataset, statOrNull } from "./common.ts";
 
 export interface ImageFolderOptions {

@@ -11,9 +11,9 @@
  * the values in order of first appearance in the train annotations; for "name" over the full train set the two
  * differ only by a permutation of the class indices.) Samples follow the order of `images`.
  */
-import type { LoadableSample } from "../eval_loader.ts";
+import { DataError, type LoadableSample } from "../dataset.ts";
 import { compareCodePoints } from "../imagefolder.ts";
-import { checkSplit, DataError, FileDataset, readJson, statOrNull } from "./common.ts";
+import { checkSplit, FileDataset, readJson, statOrNull } from "./common.ts";
 
 export const INAT_LEVELS = [
   "kingdom",

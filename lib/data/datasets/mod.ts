@@ -16,8 +16,7 @@
  * {@link DataError} whose message names the file; file-backed datasets report undecodable images from `get`,
  * naming the image. The loaders live in `./`; this module re-exports them and adds {@link openDataset}.
  */
-import type { Dataset } from "../dataset.ts";
-import { DataError } from "../imagefolder.ts";
+import { DataError, type Dataset } from "../dataset.ts";
 import { cifar } from "./cifar.ts";
 import { digits, fashionMnist } from "./grey.ts";
 import { flowers102, type FlowersSplit } from "./flowers.ts";

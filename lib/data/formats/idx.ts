@@ -6,7 +6,7 @@
  * dimension, then the data row-major.
  */
 import { gunzipSync } from "node:zlib";
-import { DataError } from "../imagefolder.ts";
+import { DataError } from "../dataset.ts";
 
 /** Where Debian's dataset-fashion-mnist installs the IDX files. */
 export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";

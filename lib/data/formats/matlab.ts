@@ -20,7 +20,7 @@
  * Level 4 files. Numbers are returned as float64 (int64 values beyond 2^53 lose precision).
  */
 import { inflateSync } from "node:zlib";
-import { DataError } from "../imagefolder.ts";
+import { DataError } from "../dataset.ts";
 
 /** MATLAB array classes (mxCLASS) this reader returns. */
 export type MatNumericClass =

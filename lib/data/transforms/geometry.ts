@@ -9,10 +9,9 @@
  *   RandAugment's Rotate / ShearX / ShearY / TranslateXRel / TranslateYRel — inverse mapping (each output pixel
  *   centre is mapped into the input), with Pillow's bicubic (a = −1), bilinear or nearest filters.
  */
-import sharp from "sharp";
 import type { Rng } from "../../base/rng.ts";
 import type { ImageU8 } from "../dataset.ts";
-import { pyRound, resizeBicubicPil } from "../eval_transform.ts";
+import { pyRound, type Resampler, resizeBicubicPil, resizeSharp } from "../image.ts";
 import { randint, uniform } from "./random.ts";
 
 /** An RGB fill colour, 0–255 each. */
@@ -55,15 +54,15 @@ export function crop(img: ImageU8, top: number, left: number, h: number, w: numb
  *   with the downscaling factor: ~5 ms for a 300×260 crop to 224 on this machine's 2 cores, against ~2 ms for sharp.
  * - "sharp": libvips `kernel: "cubic"`, off the JS thread; ~1–2 ms per call whatever the size (the round trip
  *   dominates for small images), and within a couple of grey levels of Pillow when downscaling (see
- *   eval_transform.ts `Resampler`; upscaling differs more).
+ *   lib/data/image.ts `Resampler`; upscaling differs more).
  * - "auto" (default): "pil" when the output is tiny (≤ 64 px) or the crop is not larger than the output in
  *   either side (upscaling — Pillow-exact and faster there), "sharp" when downscaling a larger crop (ImageNet's
  *   usual case, ~2.5× faster). A pure function of the sizes, so still deterministic.
  */
-export type TrainResampler = "pil" | "sharp" | "auto";
+export type TrainResampler = Resampler | "auto";
 
 /** The resampler "auto" picks for resizing `srcW` x `srcH` to `width` x `height`. */
-export function pickResampler(srcW: number, srcH: number, width: number, height: number): "pil" | "sharp" {
+export function pickResampler(srcW: number, srcH: number, width: number, height: number): Resampler {
   if (Math.max(width, height) <= 64) return "pil";
   return srcW <= width && srcH <= height ? "pil" : "sharp";
 }
@@ -81,11 +80,8 @@ export async function resize(
     const r = resizeBicubicPil(img, width, height);
     return image(r.width, r.height, r.data);
   }
-  const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-    .resize(width, height, { kernel: "cubic", fit: "fill" })
-    .raw()
-    .toBuffer();
-  return image(width, height, new Uint8Array(data.buffer, data.byteOffset, data.length));
+  const r = await resizeSharp(img, width, height);
+  return image(r.width, r.height, r.data);
 }
 
 /** A crop window: top row, left column, height, width. */

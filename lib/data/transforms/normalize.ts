@@ -4,29 +4,8 @@
  */
 import type { Rng } from "../../base/rng.ts";
 import type { ImageF32, ImageU8 } from "../dataset.ts";
-import { IMAGENET_MEAN, IMAGENET_STD } from "../eval_transform.ts";
+import { IMAGENET_MEAN, IMAGENET_STD, normalizeTable, pyRound } from "../image.ts";
 import { fillStandardNormal, randint, uniform } from "./random.ts";
-import { pyRound } from "../eval_transform.ts";
-
-const luts = new Map<string, Float32Array>();
-
-/** Per-channel table [3, 256]: `f32(f32(f32(v / 255) − f32(mean)) / f32(std))`, as torch computes it. */
-export function normalizeTable(mean: readonly number[], std: readonly number[]): Float32Array {
-  if (mean.length !== 3 || std.length !== 3) throw new RangeError("mean and std need 3 values (RGB)");
-  const key = `${mean.join(",")}|${std.join(",")}`;
-  let lut = luts.get(key);
-  if (lut) return lut;
-  const f32 = Math.fround;
-  lut = new Float32Array(768);
-  for (let c = 0; c < 3; c++) {
-    const m = f32(mean[c]);
-    const s = f32(std[c]);
-    if (s === 0) throw new RangeError("std must not be 0");
-    for (let v = 0; v < 256; v++) lut[c * 256 + v] = f32(f32(f32(v / 255) - m) / s);
-  }
-  luts.set(key, lut);
-  return lut;
-}
 
 /** `ToTensor()` + `Normalize(mean, std)` into float32 HWC (into `out` when given). */
 export function normalize(

@@ -15,7 +15,7 @@
  */
 import type { Rng } from "../../base/rng.ts";
 import type { ImageU8 } from "../dataset.ts";
-import { IMAGENET_MEAN, pyRound } from "../eval_transform.ts";
+import { IMAGENET_MEAN, pyRound } from "../image.ts";
 import { type AffineResample, type Rgb, rotate, shearX, shearY, translateX, translateY } from "./geometry.ts";
 import {
   autocontrast,

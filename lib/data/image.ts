@@ -1,47 +1,34 @@
 /**
- * DeiT's evaluation transform (deit/datasets.py `build_transform(is_train=False)`):
+ * Images as the PyTorch reference sees them, shared by the eval transform, the training transforms, the datasets
+ * and the reports:
  *
- *     Resize(int(size / crop_pct), interpolation=BICUBIC)   # shorter side -> S, keeps the aspect ratio
- *     CenterCrop(size)
- *     ToTensor()                                             # uint8 -> float32 / 255
- *     Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+ * - {@link decodeRgb}: `PIL.Image.open(path).convert("RGB")` (torchvision's `default_loader`), decoded with sharp
+ *   (libvips) and corrected to PIL's semantics (no colour management, no EXIF rotation, Pillow's CMYK formula);
+ * - {@link resizeBicubicPil}: Pillow's bicubic `Image.resize`, byte for byte; {@link resizeSharp}: libvips'
+ *   bicubic, faster and close (see {@link Resampler});
+ * - {@link normalizeTable}: `ToTensor()` + `Normalize(mean, std)` in torch's float32 arithmetic, as a lookup table;
+ *   {@link IMAGENET_MEAN} / {@link IMAGENET_STD}, timm's defaults;
+ * - {@link pyRound}: Python's `round()`, which torchvision and timm use for sizes and offsets.
  *
- * applied to `PIL.Image.open(path).convert("RGB")` (torchvision's `default_loader`). Images are decoded with sharp
- * (libvips); every step after decoding reproduces the PIL/torchvision arithmetic, see the comments on each step.
- * Output is channel-last (HWC) float32, the layout tf.js convolutions and patch embeddings expect.
+ * Images are 8-bit RGB, channel-last (HWC) row-major ({@link RgbImage}; a dataset's `ImageU8` is one).
  */
 import sharp from "sharp";
-import { DataError } from "./imagefolder.ts";
+import { DataError } from "./dataset.ts";
 
 /** timm `IMAGENET_DEFAULT_MEAN` (RGB). */
 export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
 /** timm `IMAGENET_DEFAULT_STD` (RGB). */
 export const IMAGENET_STD: readonly number[] = [0.229, 0.224, 0.225];
-/** DeiT's `--eval-crop-ratio` default: resize to 256 for a 224 crop. */
-export const DEFAULT_CROP_PCT = 0.875;
 
 /**
  * Who does the bicubic resize:
- * - "sharp": libvips `resize(kernel: "cubic")`. Fast (native, off the JS thread). Downscaling agrees with PIL to
- *   within a couple of grey levels; upscaling (images whose shorter side is below the resize target) is sampled
- *   about 0.3 px off PIL's pixel centres and differs visibly.
+ * - "sharp": libvips `resize(kernel: "cubic")` ({@link resizeSharp}). Fast (native, off the JS thread).
+ *   Downscaling agrees with PIL to within a couple of grey levels; upscaling (images whose shorter side is below
+ *   the resize target) is sampled about 0.3 px off PIL's pixel centres and differs visibly.
  * - "pil": {@link resizeBicubicPil}, a TypeScript port of Pillow's `ImagingResample` (BICUBIC, 8 bit), which gives
  *   Pillow's bytes exactly. Runs on the JS thread.
  */
 export type Resampler = "sharp" | "pil";
-
-export interface EvalTransformOptions {
-  /** Side of the square output, e.g. 224. */
-  size: number;
-  /** Resize the shorter side to `floor(size / cropPct)` before the centre crop; default {@link DEFAULT_CROP_PCT}. */
-  cropPct?: number;
-  /** Per-channel (RGB) mean subtracted after scaling to [0, 1]; default {@link IMAGENET_MEAN}. */
-  mean?: readonly number[];
-  /** Per-channel (RGB) divisor applied after the mean; default {@link IMAGENET_STD}. */
-  std?: readonly number[];
-  /** Default "sharp". */
-  resampler?: Resampler;
-}
 
 /** An 8-bit RGB image: `data` is [height, width, 3] row-major (HWC). */
 export interface RgbImage {
@@ -59,21 +46,8 @@ export function pyRound(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** The shorter side torchvision resizes to for a crop of `size`: DeiT's `int(size / crop_pct)` (256 for 224). */
-export function resizeTarget(size: number, cropPct = DEFAULT_CROP_PCT): number {
-  return Math.floor(size / cropPct);
-}
-
-/**
- * torchvision `_compute_resized_output_size(image_size, [shortSide])`: the shorter side becomes `shortSide` and
- * the longer one `int(shortSide * long / short)` (truncated, not rounded). Returns [width, height].
- */
-export function resizedSize(width: number, height: number, shortSide: number): [number, number] {
-  if (width <= height) return [shortSide, Math.trunc((shortSide * height) / width)];
-  return [Math.trunc((shortSide * width) / height), shortSide];
-}
-
-function describe(input: string | Uint8Array): string {
+/** How messages name an image input: its path, or "<bytes>" for encoded bytes in memory. */
+export function imageLabel(input: string | Uint8Array): string {
   return typeof input === "string" ? input : "<bytes>";
 }
 
@@ -105,7 +79,7 @@ function cmykToRgb(cmyk: Uint8Array, pixels: number): Uint8Array {
  * @throws DataError naming the file (or "<bytes>") and the reason when it cannot be read or decoded.
  */
 export async function decodeRgb(input: string | Uint8Array): Promise<RgbImage> {
-  const label = describe(input);
+  const label = imageLabel(input);
   let bytes: Uint8Array;
   if (typeof input === "string") {
     try {
@@ -269,7 +243,7 @@ export function resizeBicubicPil(img: RgbImage, width: number, height: number): 
 }
 
 /** libvips bicubic resize (see {@link Resampler}); the input is raw pixels, so no JPEG shrink-on-load happens. */
-async function resizeSharp(img: RgbImage, width: number, height: number): Promise<RgbImage> {
+export async function resizeSharp(img: RgbImage, width: number, height: number): Promise<RgbImage> {
   const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
     .resize(width, height, { kernel: "cubic", fit: "fill" })
     .raw()
@@ -277,148 +251,27 @@ async function resizeSharp(img: RgbImage, width: number, height: number): Promis
   return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
 }
 
+const luts = new Map<string, Float32Array>();
+
 /**
- * `ToTensor` + `Normalize` as a per-channel lookup table, computed with torch's float32 arithmetic:
+ * `ToTensor` + `Normalize` as a per-channel lookup table [3, 256], computed with torch's float32 arithmetic:
  * `x = f32(v / 255)`, then `f32(f32(x - f32(mean)) / f32(std))`. (Each JS double operation rounded once to
- * float32 equals the float32 operation: double has more than twice float32's precision.) Returns [3, 256].
+ * float32 equals the float32 operation: double has more than twice float32's precision.) Tables are cached per
+ * (mean, std); do not write into one.
  */
-function normalizeTable(mean: readonly number[], std: readonly number[]): Float32Array {
+export function normalizeTable(mean: readonly number[], std: readonly number[]): Float32Array {
   if (mean.length !== 3 || std.length !== 3) throw new RangeError("mean and std need 3 values (RGB)");
+  const key = `${mean.join(",")}|${std.join(",")}`;
+  let lut = luts.get(key);
+  if (lut) return lut;
   const f32 = Math.fround;
-  const lut = new Float32Array(3 * 256);
+  lut = new Float32Array(3 * 256);
   for (let c = 0; c < 3; c++) {
     const m = f32(mean[c]);
     const s = f32(std[c]);
     if (s === 0) throw new RangeError("std must not be 0");
     for (let v = 0; v < 256; v++) lut[c * 256 + v] = f32(f32(f32(v / 255) - m) / s);
   }
+  luts.set(key, lut);
   return lut;
-}
-
-const lutCache = new Map<string, Float32Array>();
-function cachedNormalizeTable(mean: readonly number[], std: readonly number[]): Float32Array {
-  const key = `${mean.join(",")}|${std.join(",")}`;
-  let lut = lutCache.get(key);
-  if (!lut) lutCache.set(key, lut = normalizeTable(mean, std));
-  return lut;
-}
-
-/**
- * Offset of the crop window in one dimension, as torchvision `center_crop`: `int(round((len - size) / 2))`, or,
- * when the image is smaller than the crop, minus the left/top padding `(size - len) // 2` (torchvision first pads
- * the PIL image with 0 on both sides, the extra pixel going right/bottom, then crops at 0).
- */
-export function cropOffset(len: number, size: number): number {
-  return size > len ? -Math.floor((size - len) / 2) : pyRound((len - size) / 2);
-}
-
-/**
- * Centre-crops `img` to `size` x `size` and normalises into `out` (or a new array): [size, size, 3] HWC float32.
- * Pixels outside the image (only when it is smaller than the crop) are padding of value 0 before normalisation,
- * as in torchvision, i.e. `(0 - mean) / std`, not 0.
- */
-export function cropNormalize(
-  img: RgbImage,
-  size: number,
-  mean: readonly number[] = IMAGENET_MEAN,
-  std: readonly number[] = IMAGENET_STD,
-  out: Float32Array = new Float32Array(size * size * 3),
-): Float32Array {
-  if (out.length !== size * size * 3) {
-    throw new RangeError(`output needs ${size * size * 3} floats, has ${out.length}`);
-  }
-  const lut = cachedNormalizeTable(mean, std);
-  const top = cropOffset(img.height, size);
-  const left = cropOffset(img.width, size);
-  const { width, height, data } = img;
-  let o = 0;
-  for (let y = 0; y < size; y++) {
-    const sy = top + y;
-    const rowInside = sy >= 0 && sy < height;
-    for (let x = 0; x < size; x++) {
-      const sx = left + x;
-      if (rowInside && sx >= 0 && sx < width) {
-        const p = (sy * width + sx) * 3;
-        out[o++] = lut[data[p]];
-        out[o++] = lut[256 + data[p + 1]];
-        out[o++] = lut[512 + data[p + 2]];
-      } else {
-        out[o++] = lut[0];
-        out[o++] = lut[256];
-        out[o++] = lut[512];
-      }
-    }
-  }
-  return out;
-}
-
-/**
- * Resize (shorter side to `floor(size / cropPct)`, bicubic) + centre crop + normalise.
- * An image whose size already equals the resize target is not resampled (torchvision returns it unchanged).
- */
-export async function transformRgb(
-  img: RgbImage,
-  opts: EvalTransformOptions,
-  out?: Float32Array,
-): Promise<Float32Array> {
-  const { size, cropPct = DEFAULT_CROP_PCT, mean = IMAGENET_MEAN, std = IMAGENET_STD, resampler = "sharp" } =
-    opts;
-  if (!Number.isInteger(size) || size <= 0) {
-    throw new RangeError(`size must be a positive integer, got ${size}`);
-  }
-  if (!(cropPct > 0)) throw new RangeError(`cropPct must be > 0, got ${cropPct}`);
-  const [w, h] = resizedSize(img.width, img.height, resizeTarget(size, cropPct));
-  let resized = img;
-  if (w !== img.width || h !== img.height) {
-    resized = resampler === "pil" ? resizeBicubicPil(img, w, h) : await resizeSharp(img, w, h);
-  }
-  return cropNormalize(resized, size, mean, std, out);
-}
-
-/**
- * DeiT's eval transform of one image file (or its encoded bytes).
- *
- * @returns [size, size, 3] float32, channel-last, row-major, normalised with `mean`/`std`.
- * @throws DataError naming the file (or "<bytes>") when it cannot be read or decoded.
- */
-/**
- * DeiT's eval transform as its `build_transform` applies it: above 32 px, the shorter side to size/0.875 (PIL
- * bicubic) then the centre crop; at 32 px and below (CIFAR, Fashion-MNIST) it only normalises — an image of
- * another side (e.g. the 8×8 digits into a 28-px model) is first resized to the model's side, bicubic. Training
- * evaluation and `deno task eval` both go through this (they agree to the image).
- */
-export async function deitEvalImage(img: RgbImage, size: number, out?: Float32Array): Promise<Float32Array> {
-  if (size > 32) return await transformRgb(img, { size, resampler: "pil" }, out);
-  const fit = img.width === size && img.height === size ? img : resizeBicubicPil(img, size, size);
-  return cropNormalize(fit, size, IMAGENET_MEAN, IMAGENET_STD, out);
-}
-
-/** {@link deitEvalImage} of an image file or its bytes (decode errors are DataErrors naming the file). */
-export async function deitEvalTransform(input: string | Uint8Array, size: number): Promise<Float32Array> {
-  const img = await decodeRgb(input);
-  try {
-    return await deitEvalImage(img, size);
-  } catch (e) {
-    if (e instanceof RangeError) throw e;
-    throw new DataError(`cannot transform image ${describe(input)}: ${(e as Error).message}`, {
-      path: describe(input),
-      cause: e,
-    });
-  }
-}
-
-export async function evalTransform(
-  input: string | Uint8Array,
-  opts: EvalTransformOptions,
-): Promise<Float32Array> {
-  const img = await decodeRgb(input);
-  try {
-    return await transformRgb(img, opts);
-  } catch (e) {
-    if (e instanceof RangeError) throw e; // bad options: the caller's bug, not the image's
-    throw new DataError(`cannot transform image ${describe(input)}: ${(e as Error).message}`, {
-      path: describe(input),
-      cause: e,
-    });
-  }
 }
