@@ -72,7 +72,7 @@ await runMain(async () => {
     imgSize: a["img-size"] ? intFlag(a["img-size"], "img-size") : undefined,
     runs: intFlag(a.runs, "runs"),
     warmup: Number(a.warmup),
-    impl,
+    fastOps: impl === "fast",
     microBatches: a["micro-batches"] === "auto" ? "auto" : intFlag(a["micro-batches"], "micro-batches"),
     onRun: a.json ? undefined : (i, ms) => console.error(`run ${i + 1}: ${ms.toFixed(0)} ms`),
   });
