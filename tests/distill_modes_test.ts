@@ -14,8 +14,7 @@ import {
 import { crossEntropy, labelSmoothingCrossEntropy } from "../lib/distill/losses.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { AdamW } from "../lib/train/optim.ts";
-import { trainStep } from "../lib/train/step.ts";
-import { useBackend } from "./helpers.ts";
+import { stepLoss, useBackend } from "./helpers.ts";
 
 const near = (a: number, b: number, what: string) =>
   assert(Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
@@ -63,7 +62,7 @@ Deno.test("the teacher runs frozen: its weights are unchanged after a student st
   const opt = new AdamW(student.params);
   const x = tf.randomNormal([4, 32, 32, 3], 0, 1, "float32", 5) as tf.Tensor4D;
   const labels = tf.tensor1d([0, 1, 2, 3], "int32");
-  const loss = await trainStep(student, opt, x, { labels }, {
+  const loss = await stepLoss(student, opt, x, { labels }, {
     lr: 1e-3,
     teacher,
     lossFn: distillLossFn("token-both", { smoothing: 0.1 }),

@@ -56,11 +56,19 @@ export async function trainTiny(steps: number): Promise<{ losses: number[]; weig
   for (let i = 0; i < steps; i++) {
     const x = tf.randomNormal([4, 32, 32, 3], 0, 1, "float32", 100 + i) as tf.Tensor4D;
     const y = tf.tensor1d([i % 10, (i + 3) % 10, (i + 5) % 10, 1], "int32");
-    losses.push(await trainStep(model, opt, x, { labels: y }, { lr: 5e-4 }));
+    losses.push(await stepLoss(model, opt, x, { labels: y }, { lr: 5e-4 }));
     tf.dispose([x, y]);
   }
   const weights = ((await model.params.get("blocks.1.mlp.fc2.weight")!.data()) as Float32Array).slice();
   opt.dispose();
   model.dispose();
   return { losses, weights };
+}
+
+/** One training step (lib/train/step.ts's, the one every engine runs) with its loss read back. */
+export async function stepLoss(...args: Parameters<typeof trainStep>): Promise<number> {
+  const { loss } = await trainStep(...args);
+  const value = (await loss.data())[0];
+  loss.dispose();
+  return value;
 }

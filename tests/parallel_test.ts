@@ -7,8 +7,7 @@ import { assert } from "@std/assert";
 import { DataParallel } from "../lib/train/parallel/data_parallel.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
-import { trainStep } from "../lib/train/step.ts";
-import { relErr, useBackend } from "./helpers.ts";
+import { relErr, stepLoss, useBackend } from "./helpers.ts";
 
 const MODEL = "deit_mini_distilled_patch8_32";
 
@@ -37,7 +36,7 @@ Deno.test("2 workers train exactly like 1 engine with the same total batch", asy
       const { x, labels } = batch(step + 1);
       const shape: [number, number, number, number] = [6, 32, 32, 3];
       const xt = tf.tensor4d(x, shape), yt = tf.tensor1d(labels, "int32");
-      const l1 = await trainStep(single, opt, xt, { labels: yt }, { lr: 1e-3 });
+      const l1 = await stepLoss(single, opt, xt, { labels: yt }, { lr: 1e-3 });
       tf.dispose([xt, yt]);
       const [l2] = await dp.step(x.slice(), shape, labels.slice(), 1e-3);
       assert(Math.abs(l1 - l2) / Math.abs(l1) < 1e-5, `step ${step}: loss ${l1} vs ${l2}`);
@@ -92,7 +91,7 @@ Deno.test("with a frozen RegNet teacher and DeiT⚗'s loss, 2 workers match 1 en
       const { x, labels } = batch(step + 20);
       const shape: [number, number, number, number] = [6, 32, 32, 3];
       const xt = tf.tensor4d(x, shape), yt = tf.tensor1d(labels, "int32");
-      const l1 = await trainStep(single, opt, xt, { labels: yt }, { lr: 1e-3, teacher, lossFn });
+      const l1 = await stepLoss(single, opt, xt, { labels: yt }, { lr: 1e-3, teacher, lossFn });
       tf.dispose([xt, yt]);
       const [l2] = await dp.step(x.slice(), shape, labels.slice(), 1e-3);
       assert(Math.abs(l1 - l2) / Math.abs(l1) < 1e-5, `step ${step}: loss ${l1} vs ${l2}`);

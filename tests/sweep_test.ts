@@ -681,7 +681,7 @@ Deno.test("compact: a finished run keeps its weights and EMA, drops the optimise
   const { compactRun } = await import("../lib/sweep/compact.ts");
   const { writeSafetensors } = await import("../lib/io/safetensors.ts");
   const { readCheckpointFile } = await import("../lib/io/checkpoint.ts");
-  const { resolveCheckpoint } = await import("../lib/train/run.ts");
+  const { resolveCheckpoint } = await import("../lib/io/train_state.ts");
   const dir = await Deno.makeTempDir();
   const t = (n: number) => ({ dtype: "F32" as const, shape: [n], data: new Float32Array(n).fill(1) });
   const sd = new Map([["w", t(4)], ["_train.optim.m.w", t(4)], ["_train.optim.v.w", t(4)], [

@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { VisionTransformer } from "../vit/model.ts";
-import type { Teacher } from "../train/step.ts";
+import type { Teacher } from "./losses.ts";
 
 /** Mean over `[B, D]` rows of cos(a_i, b_i), as a scalar tensor. */
 function meanCosine(a: tf.Tensor2D, b: tf.Tensor2D): tf.Scalar {

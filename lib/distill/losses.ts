@@ -4,6 +4,24 @@
  * Logits are `[B, C]`; labels `[B]` int32; soft targets `[B, C]` rows summing to 1.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { Logits } from "../vit/model.ts";
+import type { Classifier } from "../models/classifier.ts";
+
+/** What a batch is supervised with; every tensor's first axis is the batch. */
+export interface Targets {
+  /** Hard labels `[B]` int32. */
+  labels: tf.Tensor1D;
+  /** Soft targets `[B, C]` (Mixup/CutMix with label smoothing), when the batch was mixed. */
+  soft?: tf.Tensor2D;
+  /** A frozen teacher's logits `[B, C]` on the same (augmented) batch, for distillation. */
+  teacher?: tf.Tensor2D;
+}
+
+/** A training loss on the model's outputs for a batch: returns a scalar (mean over the batch). */
+export type LossFn = (out: Logits, t: Targets) => tf.Scalar;
+
+/** A frozen model that predicts logits in eval mode (any registered model can teach). */
+export type Teacher = Classifier;
 
 /** Cross-entropy with hard labels: mean over the batch of −log softmax(z)[y]. */
 export function crossEntropy({ logits, labels }: { logits: tf.Tensor2D; labels: tf.Tensor1D }): tf.Scalar {

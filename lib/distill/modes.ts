@@ -7,13 +7,14 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Logits } from "../vit/model.ts";
-import type { LossFn, Targets } from "../train/step.ts";
 import {
   crossEntropy,
   distillationLoss,
   type DistillationType,
   labelSmoothingCrossEntropy,
+  type LossFn,
   softTargetCrossEntropy,
+  type Targets,
 } from "./losses.ts";
 
 export interface DistillMode {

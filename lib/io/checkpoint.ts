@@ -18,6 +18,7 @@ import {
   readCheckpointBytes,
   type StateDict,
 } from "./tensor.ts";
+import { modelWeights } from "./train_state.ts";
 
 export interface CheckpointFile {
   /** the weights, in file order. */
@@ -205,9 +206,8 @@ export async function loadCheckpoint(
   opts: LoadOptions = {},
 ): Promise<LoadReport> {
   const file = await readCheckpointFile(path);
-  // A training run's checkpoint also carries its optimiser/EMA state under `_train.`: not model weights.
-  const sd = new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.")));
-  return loadStateDict(model, sd, { source: path, ...opts });
+  // A training run's checkpoint also carries its optimiser/EMA state (lib/io/train_state.ts): not model weights.
+  return loadStateDict(model, modelWeights(file.stateDict), { source: path, ...opts });
 }
 
 /** Write the model's weights as `.safetensors` (atomically: temp file + rename). */

@@ -8,6 +8,7 @@ import { loadStateDict } from "../io/checkpoint.ts";
 import type { Dataset, ImageU8 } from "../data/dataset.ts";
 import { openDataset } from "../data/datasets/mod.ts";
 import { readCheckpointFile } from "../io/checkpoint.ts";
+import { parseTrainingCheckpoint } from "../io/train_state.ts";
 import { type AnyModel, buildRegNet, buildVit, getEntry } from "../models/registry.ts";
 import { evalImage, type EvalMetrics, evaluateDataset, limitDataset } from "../train/evaluate.ts";
 import { VisionTransformer } from "../vit/model.ts";
@@ -31,8 +32,8 @@ export async function loadRunModel(
 ): Promise<{ run: RunRecord; model: AnyModel }> {
   const run = await requireRun(dir, "train it first (deno task sweep, or deno task train --out DIR)");
   const path = `${repoPath(dir)}/checkpoint-${opts.which ?? "last"}.safetensors`;
-  const file = await readCheckpointFile(path);
-  const live = new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.")));
+  const ckpt = parseTrainingCheckpoint(await readCheckpointFile(path));
+  const live = ckpt.weights;
   const c = run.config;
   const overrides = { numClasses: run.derived.num_classes, imgSize: run.derived.img_size };
   const model: AnyModel = getEntry(c.model).family === "vit"
@@ -42,14 +43,11 @@ export async function loadRunModel(
   if (opts.ema) {
     // The EMA is stored flat in the model's internal layout (as the trainer keeps it): back to timm's
     // layout and shape, the live tensor's.
-    const prefix = "_train.ema.";
     const shapes = model.torchShapes();
     sd = new Map();
-    for (const [k, v] of file.stateDict) {
-      if (!k.startsWith(prefix)) continue;
-      const name = k.slice(prefix.length);
-      const shape = shapes.get(name) ?? live.get(name)?.shape ?? v.shape;
-      sd.set(name, { ...v, shape: [...shape], data: model.toTorch(name, shape, v.data as Float32Array) });
+    for (const [name, data] of Object.entries(ckpt.ema)) {
+      const shape = shapes.get(name) ?? live.get(name)?.shape ?? [data.length];
+      sd.set(name, { dtype: "F32", shape: [...shape], data: model.toTorch(name, shape, data) });
     }
     if (sd.size === 0) {
       model.dispose();

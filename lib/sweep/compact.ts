@@ -7,6 +7,7 @@
 import { readCheckpointFile } from "../io/checkpoint.ts";
 import { writeSafetensors } from "../io/safetensors.ts";
 import { repoPath } from "../base/paths.ts";
+import { withoutOptimiser } from "../io/train_state.ts";
 import { runStatus } from "./status.ts";
 
 export interface CompactReport {
@@ -31,7 +32,7 @@ export async function compactRun(dir: string): Promise<CompactReport | null> {
   const bytesBefore = (await size(last)) + (await size(best));
   if (bytesBefore === 0) return null;
   const file = await readCheckpointFile(last);
-  const keep = new Map([...file.stateDict].filter(([k]) => !k.startsWith("_train.optim.")));
+  const keep = withoutOptimiser(file.stateDict);
   if (keep.size === file.stateDict.size && (await size(best)) === 0) return null; // compacted already
   if (keep.size < file.stateDict.size) {
     await writeSafetensors(last, keep, {

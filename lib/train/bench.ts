@@ -4,10 +4,10 @@
  * step (forward, loss, backward, AdamW update). Data loading is excluded (inputs are random tensors).
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Impl } from "../vit/layers.ts";
+import { fastOps, withFastOps } from "../accel/switch.ts";
 import { buildVit } from "../models/registry.ts";
 import { AdamW, noWeightDecay } from "./optim.ts";
-import { computeGrads, crossEntropyBothHeads, type MicroBatches } from "./step.ts";
+import { type MicroBatches, trainStep } from "./step.ts";
 import { DataParallel } from "./parallel/data_parallel.ts";
 import { type ConcreteBackend, type MatMulChoice, wasmMatMul } from "../accel/backend.ts";
 
@@ -19,7 +19,11 @@ export interface BenchOptions {
   imgSize?: number;
   runs?: number;
   warmup?: number;
-  impl?: Impl;
+  /**
+   * The op switch (lib/accel/switch.ts) for this measurement: fast op implementations or the reference layers
+   * (before/after measurements); default: the switch as it is.
+   */
+  fastOps?: boolean;
   /** Gradient accumulation: micro-batches per engine (training only); "auto": what the wasm heap needs. */
   microBatches?: MicroBatches;
   /** Data-parallel workers (one engine each); 1 = this thread. */
@@ -46,7 +50,8 @@ export interface BenchResult {
   min_ms: number;
   max_ms: number;
   runs: number;
-  impl: Impl;
+  /** Which op implementations ran (the op switch during the measurement). */
+  impl: "fast" | "reference";
   micro_batches: number;
   workers: number;
   /** wasm: which kernel ran the matrix products ("blas (library)" or "xnnpack (why)"). */
@@ -63,15 +68,18 @@ export function peakRssMb(): number {
   return Deno.memoryUsage().rss / 2 ** 20;
 }
 
-export async function benchmark(o: BenchOptions): Promise<BenchResult> {
+/** Measures one model (see the header); the op switch is set to `o.fastOps` meanwhile, workers included. */
+export function benchmark(o: BenchOptions): Promise<BenchResult> {
+  return withFastOps(o.fastOps ?? fastOps(), () => measure(o));
+}
+
+async function measure(o: BenchOptions): Promise<BenchResult> {
   const runs = o.runs ?? 30,
     warmup = o.warmup ?? 2,
-    impl = o.impl ?? "fast",
     micro = o.microBatches ?? "auto";
   let usedMicro = 1;
   const overrides = o.imgSize ? { imgSize: o.imgSize } : {};
   const model = buildVit(o.model, overrides, 0);
-  model.impl = impl;
   const S = model.config.imgSize, B = o.batchSize;
   const x = tf.randomNormal([B, S, S, model.config.inChans], 0, 1, "float32", 1) as tf.Tensor4D;
   const labels = tf.tensor1d(Array.from({ length: B }, (_, i) => i % model.config.numClasses), "int32");
@@ -86,7 +94,6 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
     ? await DataParallel.start(model, { name: o.model, overrides }, {
       workers,
       backend: o.backend ?? tf.getBackend() as ConcreteBackend,
-      impl,
       stockKernels: o.stockKernels,
       matmul: o.matmul,
     })
@@ -100,9 +107,10 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
         usedMicro = dp.lastMicroBatches;
       } else await dp.predict(xData.slice(), shape);
     } else if (opt) {
-      const { loss, grads, microBatches } = computeGrads(model, x, { labels }, crossEntropyBothHeads, micro);
-      opt.apply(grads, 1e-4);
-      tf.dispose([...grads.values()]);
+      const { loss, microBatches } = await trainStep(model, opt, x, { labels }, {
+        lr: 1e-4,
+        microBatches: micro,
+      });
       // Reading the loss waits for the step to finish (a GPU backend runs asynchronously).
       await loss.data();
       loss.dispose();
@@ -134,7 +142,7 @@ export async function benchmark(o: BenchOptions): Promise<BenchResult> {
       min_ms: Math.min(...times),
       max_ms: Math.max(...times),
       runs,
-      impl,
+      impl: fastOps() ? "fast" : "reference",
       micro_batches: usedMicro,
       workers,
       ...(tf.getBackend() === "wasm" ? { matmul: wasmMatMul() } : {}),

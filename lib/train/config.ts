@@ -8,6 +8,9 @@
  */
 import { levenshteinDistance } from "@std/text";
 
+import { pathToFileURL } from "node:url";
+import { repoPath } from "../base/paths.ts";
+
 export interface TrainConfig {
   /** Registered model name (lib/models/registry.ts). */
   model: string;
@@ -231,7 +234,7 @@ export async function loadConfigFile(nameOrPath: string): Promise<ConfigFile & {
   const isPath = nameOrPath.includes("/") || /\.(ts|json)$/.test(nameOrPath);
   const path = isPath
     ? (nameOrPath.startsWith("/") ? nameOrPath : `${Deno.cwd()}/${nameOrPath}`)
-    : new URL(`../../configs/${nameOrPath}.ts`, import.meta.url).pathname;
+    : repoPath("configs", `${nameOrPath}.ts`);
   try {
     await Deno.stat(path);
   } catch {
@@ -246,7 +249,7 @@ export async function loadConfigFile(nameOrPath: string): Promise<ConfigFile & {
       throw new ConfigError(`${path}: not valid JSON (${(e as Error).message})`);
     }
   } else {
-    file = (await import(`file://${path}`)).default;
+    file = (await import(pathToFileURL(path).href)).default;
   }
   if (!file || typeof file.config !== "object") {
     throw new ConfigError(`${path}: exports no { description, config }`);
@@ -256,7 +259,7 @@ export async function loadConfigFile(nameOrPath: string): Promise<ConfigFile & {
 }
 
 export async function listConfigs(): Promise<string[]> {
-  const dir = new URL("../../configs/", import.meta.url).pathname;
+  const dir = repoPath("configs");
   const out: string[] = [];
   try {
     for await (const e of Deno.readDir(dir)) {

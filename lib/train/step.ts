@@ -1,11 +1,15 @@
 /**
- * One optimisation step: forward, loss, backward (optionally over several micro-batches whose gradients are
- * summed — gradient accumulation), optimiser update. Everything inside tf.tidy; nothing leaks.
+ * The training step, one function for every engine (a data-parallel worker, a test, a benchmark): the frozen
+ * teacher's logits → forward, loss, backward (optionally over several micro-batches whose gradients are summed —
+ * gradient accumulation) → the exchange between data-parallel engines, if any → clipping → optimiser update →
+ * EMA. Everything inside tf.tidy; nothing leaks; nothing is read back.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Logits } from "../vit/model.ts";
-import type { Classifier } from "../models/classifier.ts";
 import type { ViTConfig } from "../vit/config.ts";
+import type { LossFn, Targets, Teacher } from "../distill/losses.ts";
+import { clipGradNorm, type Ema, type Optimizer } from "./optim.ts";
+import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "./memory.ts";
 
 /** What a training step needs of a model (a ViT/DeiT or a RegNet). */
 export interface TrainableModel {
@@ -18,24 +22,9 @@ export interface TrainableModel {
 function vitConfigOf(model: TrainableModel): ViTConfig | undefined {
   return "embedDim" in model.config ? model.config as ViTConfig : undefined;
 }
-import { clipGradNorm, type Ema, type Optimizer } from "./optim.ts";
-import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "./memory.ts";
 
 /** Micro-batches per step: a number, or "auto" (as many as the wasm heap needs; 1 on other backends). */
 export type MicroBatches = number | "auto";
-
-/** What a batch is supervised with; every tensor's first axis is the batch. */
-export interface Targets {
-  /** Hard labels `[B]` int32. */
-  labels: tf.Tensor1D;
-  /** Soft targets `[B, C]` (Mixup/CutMix with label smoothing), when the batch was mixed. */
-  soft?: tf.Tensor2D;
-  /** A frozen teacher's logits `[B, C]` on the same (augmented) batch, for distillation. */
-  teacher?: tf.Tensor2D;
-}
-
-/** A loss on the model's outputs for a batch: returns a scalar (mean over the batch). */
-export type LossFn = (out: Logits, t: Targets) => tf.Scalar;
 
 /** Cross-entropy on the class head, and on the distillation head against the same labels when it exists. */
 export const crossEntropyBothHeads: LossFn = (out, { labels }) => {
@@ -155,20 +144,31 @@ export function applyUpdate(
   return gradNorm;
 }
 
-/** A frozen model that predicts logits in eval mode (any registered model can teach). */
-export type Teacher = Classifier;
-
 export interface StepOptions extends UpdateOptions {
+  /** The training loss (default: cross-entropy on both heads). */
   lossFn?: LossFn;
   microBatches?: MicroBatches;
   /** Runs frozen, in eval mode, on the same (augmented) batch; its logits join the targets. */
   teacher?: Teacher;
+  /**
+   * Between the gradients and the update: the data-parallel exchange (lib/train/parallel/worker.ts), which
+   * takes this engine's gradients (and disposes them) and returns the whole batch's. None: this engine's
+   * gradients are the update's (one engine; nothing leaves the device).
+   */
+  exchange?: (grads: Map<string, tf.Tensor>) => Promise<Map<string, tf.Tensor>>;
+}
+
+export interface StepResult {
+  /** The batch's mean loss, on the device (read back only when the caller wants it; the caller disposes it). */
+  loss: tf.Scalar;
+  /** Micro-batches used (gradient accumulation when > 1). */
+  microBatches: number;
 }
 
 /**
- * One full step on one engine: (teacher logits,) gradients, clipping, the optimiser update, EMA — the same
- * pieces a data-parallel worker runs. Reads the loss back (asynchronously: a GPU backend has no synchronous read)
- * and returns it.
+ * The training step, the one every engine runs: the teacher's logits, gradients of the loss, (the exchange
+ * between data-parallel engines,) clipping, the optimiser update, EMA. Nothing is read back: the loss stays on
+ * the device for the caller.
  */
 export async function trainStep(
   model: TrainableModel,
@@ -176,27 +176,22 @@ export async function trainStep(
   x: tf.Tensor4D,
   targets: Targets,
   o: StepOptions,
-): Promise<number> {
+): Promise<StepResult> {
   // The teacher's forward runs outside the gradient computation: no gradient can reach it.
   const teacherLogits = o.teacher ? o.teacher.predict(x) : undefined;
+  let g: GradResult;
   try {
     const t = teacherLogits ? { ...targets, teacher: teacherLogits } : targets;
-    const { loss, grads } = computeGrads(
-      model,
-      x,
-      t,
-      o.lossFn ?? crossEntropyBothHeads,
-      o.microBatches ?? "auto",
-    );
-    const value = (await loss.data())[0];
-    loss.dispose();
-    if (!Number.isFinite(value)) {
-      tf.dispose([...grads.values()]);
-      throw new Error(`loss is ${value}: training diverged (lower the learning rate or check the data)`);
-    }
-    applyUpdate(opt, grads, model.params, o)?.dispose();
-    return value;
+    g = computeGrads(model, x, t, o.lossFn ?? crossEntropyBothHeads, o.microBatches ?? "auto");
   } finally {
     teacherLogits?.dispose();
   }
+  try {
+    const update = o.exchange ? await o.exchange(g.grads) : g.grads;
+    applyUpdate(opt, update, model.params, o)?.dispose();
+  } catch (e) {
+    g.loss.dispose();
+    throw e;
+  }
+  return { loss: g.loss, microBatches: g.microBatches };
 }

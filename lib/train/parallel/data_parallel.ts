@@ -8,7 +8,7 @@
 import type { ConcreteBackend, MatMulChoice } from "../../accel/backend.ts";
 import { noWeightDecay, readAll } from "../optim.ts";
 import type { Loadable } from "../../io/checkpoint.ts";
-import type { Impl } from "../../vit/layers.ts";
+import { fastOps } from "../../accel/switch.ts";
 import type { TrainableModel } from "../step.ts";
 import {
   BARRIER_BYTES,
@@ -26,7 +26,6 @@ import { OutOfMemoryError } from "../memory.ts";
 export interface DataParallelOptions {
   workers: number;
   backend: ConcreteBackend;
-  impl?: Impl;
   /** Optimiser (default AdamW as DeiT: weight decay 0.05, the no-decay rule). */
   optim?: Partial<Omit<OptimSpec, "noDecay">>;
   /** Training loss (default cross-entropy on both heads). */
@@ -114,7 +113,7 @@ export class DataParallel {
               stockKernels: opts.stockKernels ?? false,
               matmul: opts.matmul,
               student,
-              impl: opts.impl ?? (model as { impl?: Impl }).impl ?? "fast",
+              fastOps: fastOps(),
               seed: opts.seed ?? 0,
               weights,
               optim: { type: "adamw", weightDecay: 0.05, ...opts.optim, noDecay },

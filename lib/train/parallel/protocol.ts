@@ -5,7 +5,6 @@
  */
 import type { ConcreteBackend, MatMulChoice } from "../../accel/backend.ts";
 import type { OptimizerState } from "../optim.ts";
-import type { Impl } from "../../vit/layers.ts";
 import type { MicroBatches } from "../step.ts";
 
 /** A batch shard: images NHWC float32, integer labels, and optional soft targets `[n, C]`. */
@@ -57,8 +56,8 @@ export interface InitMessage {
   matmul?: MatMulChoice;
   /** The student: a registered model and its config overrides (ViT/DeiT or RegNet). */
   student: { name: string; overrides: Record<string, unknown> };
-  /** Op implementation of a ViT student. */
-  impl: Impl;
+  /** The parent's op switch (lib/accel/switch.ts `fastOps()`): fast op implementations or the reference layers. */
+  fastOps: boolean;
   seed: number;
   /** Internal-layout weights and buffers by name (every worker starts from the same values). */
   weights: Record<string, Float32Array>;

@@ -16,9 +16,10 @@
 /// <reference lib="deno.worker" />
 import * as tf from "@tensorflow/tfjs";
 import { blasThreadBudget, initBackend } from "../../accel/backend.ts";
-import { VisionTransformer } from "../../vit/model.ts";
+import { setFastOps } from "../../accel/switch.ts";
 import { AdamW, Ema, type Optimizer, readAll, Sgd } from "../optim.ts";
-import { applyUpdate, computeGrads, crossEntropyBothHeads, type LossFn, type Targets } from "../step.ts";
+import { crossEntropyBothHeads, trainStep } from "../step.ts";
+import type { LossFn, Targets } from "../../distill/losses.ts";
 import { distillLossFn } from "../../distill/modes.ts";
 import { type AnyModel, buildModel } from "../../models/registry.ts";
 import {
@@ -130,7 +131,6 @@ function layout(vars: Map<string, tf.Variable>): [string[], number[]] {
 function setup(msg: InitMessage) {
   init = msg;
   model = buildModel(msg.student.name, msg.student.overrides, msg.seed + msg.rank);
-  if (model instanceof VisionTransformer) model.impl = msg.impl;
   assignAll(model.params, msg.weights, "weight");
   assignAll(buffersOf(model), msg.weights, "buffer");
   [names, offsets] = layout(model.params);
@@ -163,22 +163,31 @@ function setup(msg: InitMessage) {
 async function step(msg: Extract<Request, { type: "step" }>): Promise<Reply> {
   const { sab, worldSize, rank, numParams, numBuffers } = init;
   const { x: xs, shape, labels: ls, target: ts } = msg.shard;
+  const weight = shape[0] / msg.totalBatch;
   const x = tf.tensor4d(xs, shape);
   const targets: Targets = { labels: tf.tensor1d(ls, "int32") };
   if (ts) targets.soft = tf.tensor2d(ts, [shape[0], ts.length / shape[0]]);
-  // The teacher's forward runs outside the gradient computation: no gradient can reach it.
-  if (teacher) targets.teacher = teacher.predict(x);
-  const { loss, grads, microBatches } = computeGrads(model, x, targets, lossFn, msg.microBatches);
-  tf.dispose([x, targets.labels, targets.soft!, targets.teacher!].filter(Boolean));
-  const weight = shape[0] / msg.totalBatch;
-  unread.push(loss);
-  unreadWeights.push(weight);
   // One engine: nothing to exchange, the gradients stay where they are (see the header).
   const onDevice = worldSize === 1 && !init.hostExchange;
-  const update = onDevice
-    ? grads
-    : await allReduce(grads, weight, sab, worldSize, rank, numParams, numBuffers);
-  applyUpdate(opt, update, model.params, { lr: msg.lr, clipGrad: init.clipGrad, ema })?.dispose();
+  let result;
+  try {
+    result = await trainStep(model, opt, x, targets, {
+      lr: msg.lr,
+      clipGrad: init.clipGrad,
+      ema,
+      lossFn,
+      microBatches: msg.microBatches,
+      teacher,
+      exchange: onDevice
+        ? undefined
+        : (grads) => allReduce(grads, weight, sab, worldSize, rank, numParams, numBuffers),
+    });
+  } finally {
+    tf.dispose([x, targets.labels, targets.soft!].filter(Boolean));
+  }
+  const { loss, microBatches } = result;
+  unread.push(loss);
+  unreadWeights.push(weight);
   const losses = msg.readLoss ? await readLosses() : [];
   return { type: "step", id: msg.id, losses, microBatches, ...(traffic ? { traffic: { ...traffic } } : {}) };
 }
@@ -238,6 +247,8 @@ async function allReduce(
 async function handle(msg: Request) {
   switch (msg.type) {
     case "init":
+      // The parent's op switch (lib/accel/switch.ts), before any model is built.
+      setFastOps(msg.fastOps);
       // BLAS threads are process-wide: the workers share the cores between them.
       await initBackend(msg.backend, {
         stockKernels: msg.stockKernels,
