@@ -34,6 +34,7 @@ import {
   vitDistilledParity,
   vitMiniParity,
 } from "../lib/models/parity.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 const USAGE = "usage: deno run -A bench/gpu_check.ts [--backend webgpu|tensorflow] [--fixtures DIR] " +
   "[--out FILE] [--quick] [--peer FILE.py]";
@@ -157,7 +158,9 @@ await runMain(async () => {
   // ---- parity
   await attempt("parity", async () => {
     await trainingSelfTest();
-    const dir = String(a.fixtures ?? new URL("../../shared/fixtures/reference", import.meta.url).pathname);
+    const dir = String(
+      a.fixtures ?? fromFileUrl(new URL("../../shared/fixtures/reference", import.meta.url)),
+    );
     const groups: Record<string, ParityItem[]> = {
       vit_mini: await vitMiniParity(dir),
       "vit_mini_distilled.pth": await vitDistilledParity(dir, "vit_mini_distilled.pth"),
@@ -224,7 +227,7 @@ await runMain(async () => {
   await attempt("two_gpus", async () => {
     if (gpus.length < 2) return { skipped: `${gpus.length} GPU(s) visible` };
     const bus = await nvidiaBusIds();
-    const self = new URL(import.meta.url).pathname;
+    const self = fromFileUrl(import.meta.url);
     const args = [
       "run",
       "-A",

@@ -8,6 +8,7 @@ import { assert, assertEquals, assertThrows } from "@std/assert";
 import { initBackend, wasmMatMul } from "../lib/accel/backend.ts";
 import { blasStatus, openblasCoreFromFlags } from "../lib/accel/blas.ts";
 import { relErr, trainTiny } from "./helpers.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 const blas = blasStatus();
 if (!blas.loaded) console.log(`blas_test: skipped, no BLAS (${blas.detail})`);
@@ -104,7 +105,7 @@ Deno.test({
 Deno.test("DEIT_BLAS=off and DEIT_MATMUL=xnnpack keep the stock kernel (a fresh process)", async () => {
   const code = `import { initBackend, wasmMatMul } from "./lib/accel/backend.ts";
 await initBackend("wasm"); console.log(wasmMatMul());`;
-  const root = new URL("../", import.meta.url).pathname;
+  const root = fromFileUrl(new URL("../", import.meta.url));
   const run = async (env: Record<string, string>) => {
     const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], cwd: root, env }).output();
     return new TextDecoder().decode(out.stdout).trim() + new TextDecoder().decode(out.stderr).trim();

@@ -11,8 +11,9 @@ import { deitEvalTransform } from "../lib/data/transforms/eval.ts";
 import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { FIXTURES, useBackend } from "./helpers.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
-const SCRIPT = new URL("../scripts/eval.ts", import.meta.url).pathname;
+const SCRIPT = fromFileUrl(new URL("../scripts/eval.ts", import.meta.url));
 const CKPT = FIXTURES + "vit_mini_distilled.pth";
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

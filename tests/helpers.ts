@@ -7,9 +7,10 @@ import { trainStep } from "../lib/train/step.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 export { nchwToNhwc, relErr } from "../lib/models/parity.ts";
 import type { StateDict } from "../lib/io/tensor.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 /** `shared/fixtures/reference/` beside the repository (CI lays shared/ next to the clone). */
-export const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url).pathname;
+export const FIXTURES = fromFileUrl(new URL("../../shared/fixtures/reference/", import.meta.url));
 
 /**
  * The backends every parity test runs on: wasm with its matrix products through the machine's BLAS (the

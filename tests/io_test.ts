@@ -15,9 +15,10 @@ import {
   writeSafetensors,
 } from "../lib/io/safetensors.ts";
 import { CheckpointError, decodeStrided, type HostTensor, type StateDict } from "../lib/io/tensor.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url);
-const fixture = (file: string) => new URL(file, FIXTURES).pathname;
+const fixture = (file: string) => fromFileUrl(new URL(file, FIXTURES));
 
 /** Asserts that `fn` rejects with a CheckpointError whose message names `path` (and includes `text`). */
 async function assertRejectsNaming(fn: () => Promise<unknown>, path: string, text?: string): Promise<void> {

@@ -3,7 +3,7 @@
  * and no file sits loose in lib/.
  */
 import { assert, assertEquals } from "@std/assert";
-import { fromFileUrl } from "../lib/base/paths.ts";
+import { fromFileUrl, toFileUrl } from "../lib/base/paths.ts";
 
 /** Bottom to top; a folder may import its own files and any folder to its left. */
 const LAYERS = [
@@ -42,7 +42,7 @@ export function breaches(from: string, specs: string[]): string[] {
   if (rank < 0) return [`lib/${from}: not in a layer folder (${LAYERS.join(", ")})`];
   for (const spec of specs) {
     if (!spec.startsWith(".")) continue; // packages
-    const target = new URL(spec, `file:///lib/${from}`).pathname.replace(/^\/lib\//, "");
+    const target = fromFileUrl(new URL(spec, toFileUrl(`/lib/${from}`))).replace(/^\/lib\//, "");
     if (target.startsWith("/")) {
       out.push(`lib/${from} imports ${spec}, outside lib/`);
       continue;

@@ -29,6 +29,7 @@ import {
   relErr,
   useBackend,
 } from "./helpers.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number) {
   const e = relErr(got, want);
@@ -396,7 +397,7 @@ Deno.test("deno task eval runs a RegNet: its crop size, and top-1 equal to the m
       args: [
         "run",
         "-A",
-        new URL("../scripts/eval.ts", import.meta.url).pathname,
+        fromFileUrl(new URL("../scripts/eval.ts", import.meta.url)),
         "--model=regnety_mini",
         `--checkpoint=${ckpt}`,
         `--data=${dir}`,

@@ -4,8 +4,9 @@
  * file with deliberate mistakes must fail to check, naming each mistake; the same calls used correctly pass.
  */
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+const CONFIG = fromFileUrl(new URL("../deno.json", import.meta.url));
 
 /** `deno check` of `source` (written to a temporary file) with the repository's config. */
 async function check(source: string): Promise<{ code: number; output: string }> {

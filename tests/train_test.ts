@@ -6,8 +6,9 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { ConfigError, DEFAULTS, parseOverrides, resolveConfig } from "../lib/train/config.ts";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
-const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
+const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 
 const tiny = {

@@ -9,6 +9,7 @@ import { initBackend } from "../lib/accel/backend.ts";
 import { gelu, layerNorm } from "../lib/accel/ops.ts";
 import { fusedKernelsActive } from "../lib/accel/wasm_kernels.ts";
 import { relErr } from "./helpers.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 function permutations(n: number): number[][] {
   if (n === 1) return [[0]];
@@ -136,7 +137,7 @@ Deno.test("Identity on wasm shares the data: a clone outlives its source and fre
 });
 
 Deno.test("lib/accel/simd/kernels_wasm.ts is lib/accel/simd/kernels.wat assembled (scripts/build_wasm.sh)", async () => {
-  const root = new URL("../", import.meta.url).pathname;
+  const root = fromFileUrl(new URL("../", import.meta.url));
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command("wat2wasm", {
@@ -163,7 +164,7 @@ await initBackend("wasm");
 const x = tf.randomNormal([6, 48], 0, 2, "float32", 4);
 const y = layerNorm(gelu(x), tf.randomNormal([48], 1, 0.5, "float32", 5), tf.zeros([48]), 1e-6);
 console.log(JSON.stringify({ active: fusedGeluActive(), detail: fusedKernelsDetail(), y: Array.from(y.dataSync()) }));`;
-  const root = new URL("../", import.meta.url).pathname;
+  const root = fromFileUrl(new URL("../", import.meta.url));
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", code],
     cwd: root,

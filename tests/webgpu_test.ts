@@ -10,10 +10,11 @@ import { loadCheckpoint, saveSafetensors } from "../lib/io/checkpoint.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
 import { FIXTURES, NO_WEBGPU, relErr, trainTiny, useBackend, WEBGPU } from "./helpers.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 const ignore = !WEBGPU;
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
-const ROOT = new URL("../", import.meta.url).pathname;
+const ROOT = fromFileUrl(new URL("../", import.meta.url));
 
 async function task(script: string, args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
