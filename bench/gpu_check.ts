@@ -21,7 +21,13 @@
  * dry run of the pack); its figures say nothing about a GPU.
  */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, probeAll, tensorflowUsesGpu, trainingSelfTest } from "../lib/accel/backend.ts";
+import {
+  initBackend,
+  probeAll,
+  quietVulkanStartup,
+  tensorflowUsesGpu,
+  trainingSelfTest,
+} from "../lib/accel/backend.ts";
 import { benchmark, type BenchResult } from "../lib/train/bench.ts";
 import { intFlag, parseFlags, runMain } from "../lib/base/cli.ts";
 import { gpuEnv, nvidiaBusIds, visibleGpus } from "../lib/accel/gpu_select.ts";
@@ -67,6 +73,7 @@ function deviceBytes(): number | undefined {
 }
 
 async function adapterInfo() {
+  quietVulkanStartup();
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   const a = gpu ? await gpu.requestAdapter().catch(() => null) : null;
   if (!a) return null;

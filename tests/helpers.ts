@@ -1,6 +1,6 @@
 /** Shared test utilities: fixture paths, relative error, backend switching, tensor-leak checks. */
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/accel/backend.ts";
+import { initBackend, quietVulkanStartup } from "../lib/accel/backend.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { AdamW, noWeightDecay } from "../lib/train/optim.ts";
 import { trainStep } from "../lib/train/step.ts";
@@ -23,6 +23,7 @@ export const PARITY_BACKENDS = ["cpu", "wasm", "wasm-xnnpack"] as const;
  * GPU backends the parity and training tests then run on too.
  */
 export const WEBGPU: boolean = await (async () => {
+  quietVulkanStartup();
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   try {
     return !!gpu && (await gpu.requestAdapter()) !== null;

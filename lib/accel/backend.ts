@@ -132,7 +132,30 @@ function existsSync(path: string): boolean {
   }
 }
 
+/**
+ * Keeps Vulkan start-up quiet on a machine without a desktop session. Deno's WebGPU (wgpu) creates a Vulkan
+ * instance on the first adapter request; the Vulkan loader then loads Mesa's implicit device-selection layer
+ * (VK_LAYER_MESA_device_select), which asks the Wayland compositor for the default GPU by calling
+ * libwayland-client's `wl_display_connect` — and that prints `error: XDG_RUNTIME_DIR is invalid or not set in
+ * the environment.` to stderr, once per device enumeration (twice per adapter request), when XDG_RUNTIME_DIR is
+ * not an absolute path. No XDG_RUNTIME_DIR means no Wayland session to ask, so the layer is turned off with the
+ * switch its manifest declares (`NODEVICE_SELECT=1`); the adapter wgpu picks is the same (it chooses by its own
+ * power preference). A NODEVICE_SELECT or WAYLAND_DISPLAY socket path set by the user is left alone. Call it
+ * before anything touches `navigator.gpu`.
+ */
+export function quietVulkanStartup(): void {
+  try {
+    const runtimeDir = Deno.env.get("XDG_RUNTIME_DIR") ?? "";
+    const display = Deno.env.get("WAYLAND_DISPLAY") ?? "";
+    if (runtimeDir.startsWith("/") || display.startsWith("/")) return;
+    if (Deno.env.get("NODEVICE_SELECT") === undefined) Deno.env.set("NODEVICE_SELECT", "1");
+  } catch {
+    // No --allow-env: the message may appear, nothing else changes.
+  }
+}
+
 async function probeWebgpu(): Promise<BackendProbe> {
+  quietVulkanStartup();
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) return { name: "webgpu", available: false, detail: "this runtime has no navigator.gpu" };
   let adapter: GPUAdapter | null = null;
@@ -228,7 +251,10 @@ export function wasmMatMul(): string {
 }
 
 async function activate(name: ConcreteBackend, opts: InitOptions = {}): Promise<void> {
-  if (name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
+  if (name === "webgpu") {
+    quietVulkanStartup();
+    await import("@tensorflow/tfjs-backend-webgpu");
+  }
   if (name === "wasm") {
     if (!opts.stockKernels) registerWasmKernelFixes();
     const choice = opts.stockKernels ? "xnnpack" : opts.matmul ?? envMatMul() ?? "blas";

@@ -58,3 +58,38 @@ export interface Dataset {
   /** Labels of all samples without decoding images, where cheap (for samplers and statistics). */
   labels?(): Promise<Int32Array>;
 }
+
+/** What a file-system entry is, for messages: "a FIFO", "a socket", "a folder", … (null: a regular file). */
+export function notRegularKind(info: Deno.FileInfo): string | null {
+  if (info.isFile) return null;
+  if (info.isDirectory) return "a folder";
+  if (info.isFifo) return "a FIFO (named pipe)";
+  if (info.isSocket) return "a socket";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  return "a special file";
+}
+
+/**
+ * Reads a whole regular file. The path is checked with `stat` (which follows symlinks) before it is opened, so a
+ * FIFO, socket or device under a data file's name is refused with the reason instead of blocking the read
+ * forever (opening a FIFO waits for a writer) or streaming a device.
+ *
+ * @throws DataError "cannot read <what> <path>: <reason>" (reason "no such file", "it is a FIFO (named pipe),
+ *   not a regular file", or the system's message).
+ */
+export async function readRegularFile(path: string, what: string): Promise<Uint8Array> {
+  try {
+    const kind = notRegularKind(await Deno.stat(path));
+    if (kind) {
+      throw new DataError(`cannot read ${what} ${path}: it is ${kind}, not a regular file`, {
+        path,
+      });
+    }
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    const reason = e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message;
+    throw new DataError(`cannot read ${what} ${path}: ${reason}`, { path, cause: e });
+  }
+}

@@ -13,7 +13,7 @@
  * Images are 8-bit RGB, channel-last (HWC) row-major ({@link RgbImage}; a dataset's `ImageU8` is one).
  */
 import sharp from "sharp";
-import { DataError } from "./dataset.ts";
+import { DataError, readRegularFile } from "./dataset.ts";
 
 /** timm `IMAGENET_DEFAULT_MEAN` (RGB). */
 export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
@@ -82,11 +82,7 @@ export async function decodeRgb(input: string | Uint8Array): Promise<RgbImage> {
   const label = imageLabel(input);
   let bytes: Uint8Array;
   if (typeof input === "string") {
-    try {
-      bytes = await Deno.readFile(input);
-    } catch (e) {
-      throw new DataError(`cannot read image ${label}: ${(e as Error).message}`, { path: label, cause: e });
-    }
+    bytes = await readRegularFile(input, "image"); // a FIFO named x.jpg is refused, not waited on
   } else {
     bytes = input;
   }

@@ -9,6 +9,14 @@
  * N workers, and a loader restored from {@link TrainLoader.state} continues with exactly the batches the saved
  * run would have produced.
  *
+ * Unreadable images (a text file named .jpg, a truncated JPEG, a FIFO: the dataset's `get` throws a
+ * {@link DataError}) do not stop training: each is replaced by the next readable image of the dataset (index + 1,
+ * + 2, …, wrapping; the same replacement every time, whatever the timing, so batches stay reproducible), is
+ * remembered so that it is not read again, and is reported — its first few files at once, and at the end of each
+ * epoch that met new ones a warning with the count. Past {@link defaultMaxUnreadable} of them (more than 1% of the
+ * dataset, and at least 10) the loader fails with a DataError naming the first few: that many is a broken or
+ * wrong data folder, not a stray file.
+ *
  * Worker strategy (measured by bench/data.ts): JPEG decoding stays on the main thread's sharp calls (libvips
  * runs them on its own threads, and `Dataset` objects cannot cross into a Worker); the JS pixel work (crop,
  * Pillow-exact resize, RandAugment, normalise, erasing) — by far the larger part — is sent, one sample per
@@ -16,7 +24,7 @@
  * thread free for the model.
  */
 import { Rng } from "../base/rng.ts";
-import type { Dataset, ImageU8 } from "./dataset.ts";
+import { DataError, type Dataset, type ImageU8, type Sample } from "./dataset.ts";
 import { type MixMode, Mixup, type MixupOptions } from "./mixup.ts";
 import type { Sampler } from "./sampler.ts";
 import type { AugmentReply, AugmentRequest } from "./augment_worker.ts";
@@ -71,6 +79,33 @@ export interface TrainLoaderOptions {
   mixup?: MixupOptions | null;
   /** Drop the last incomplete batch (as DeiT's training loader); default true. */
   dropLast?: boolean;
+  /**
+   * Unreadable images skipped (each replaced by the next readable one) before the loader fails; default
+   * {@link defaultMaxUnreadable} of the dataset's size. 0: the first unreadable image fails.
+   */
+  maxUnreadable?: number;
+  /** Where the warnings about unreadable images go (default `console.warn`, i.e. stderr and a run's log). */
+  warn?: (line: string) => void;
+}
+
+/** An image the loader could not read, and why (the DataError's message, which names the file). */
+export interface UnreadableImage {
+  /** Index in the dataset. */
+  index: number;
+  /** The file, when the error names one. */
+  path?: string;
+  reason: string;
+}
+
+/** Unreadable images named in a warning or error before "…". */
+const NAMED_UNREADABLE = 3;
+
+/**
+ * How many unreadable training images a loader skips before it fails: more than 1% of the dataset (ImageNet's
+ * 1.28M: 12,812), and at least 10 (so that a few stray files in a small folder never stop a run).
+ */
+export function defaultMaxUnreadable(datasetSize: number): number {
+  return Math.max(10, Math.floor(datasetSize / 100));
 }
 
 // ---------------------------------------------------------------------------------------------------- workers
@@ -194,6 +229,14 @@ export class TrainLoader {
   readonly #sem: Semaphore;
   readonly #mixup: Mixup | null;
   readonly #transformConfig: TrainTransformConfig;
+  /** Unreadable images skipped before the loader fails. */
+  readonly maxUnreadable: number;
+  readonly #defaultLimit: boolean;
+  readonly #warn: (line: string) => void;
+  /** Unreadable images by dataset index, in the order they were found. */
+  readonly #unreadable = new Map<number, UnreadableImage>();
+  /** How many of {@link #unreadable} the last end-of-epoch warning counted. */
+  #reported = 0;
   #transform: TrainTransform | null = null;
   #pool: AugmentPool | null = null;
   #epoch = 0;
@@ -223,6 +266,10 @@ export class TrainLoader {
     const concurrency = opts.concurrency ?? Math.max(4, 4 * this.workers);
     int("concurrency", concurrency, 1);
     this.#sem = new Semaphore(concurrency);
+    this.#defaultLimit = opts.maxUnreadable === undefined;
+    this.maxUnreadable = opts.maxUnreadable ?? defaultMaxUnreadable(this.dataset.length);
+    int("maxUnreadable", this.maxUnreadable, 0);
+    this.#warn = opts.warn ?? ((line) => console.warn(line));
     this.#mixup = opts.mixup ? new Mixup(opts.mixup) : null;
     if (this.#mixup) {
       const last = this.sampler.length % this.batchSize;
@@ -235,6 +282,11 @@ export class TrainLoader {
     if (this.batchesPerEpoch === 0) {
       throw new RangeError(`an epoch of ${this.sampler.length} samples gives no batch of ${this.batchSize}`);
     }
+  }
+
+  /** The unreadable images met so far (each replaced by the next readable image), in the order found. */
+  get unreadable(): readonly UnreadableImage[] {
+    return [...this.#unreadable.values()];
   }
 
   /** Batches per epoch. */
@@ -284,6 +336,7 @@ export class TrainLoader {
     const nb = this.batchesPerEpoch;
     const pending: Promise<TrainBatch>[] = [];
     let next = first;
+    let failed = false;
     const topUp = () => {
       while (next < nb && pending.length <= this.#prefetch) {
         const p = this.#loadBatch(epoch, next++, indices);
@@ -301,9 +354,65 @@ export class TrainLoader {
       }
       this.#epoch = epoch + 1;
       this.#step = 0;
+    } catch (e) {
+      failed = true;
+      throw e;
     } finally {
       await Promise.allSettled(pending);
       this.#iterating = false;
+      if (!failed) this.#reportUnreadable(epoch);
+    }
+  }
+
+  /** The end-of-epoch warning, when the epoch met unreadable images not reported yet. */
+  #reportUnreadable(epoch: number): void {
+    const all = this.unreadable;
+    const fresh = all.length - this.#reported;
+    if (fresh <= 0) return;
+    this.#reported = all.length;
+    this.#warn(
+      `warning: epoch ${epoch}: ${fresh} unreadable training image(s) skipped, each replaced by the next ` +
+        `readable one (${all.length} of ${this.dataset.length} so far; the run stops past ${this.maxUnreadable}): ` +
+        namedUnreadable(all),
+    );
+  }
+
+  /**
+   * Sample `index`, or — when it cannot be read — the first readable one after it (wrapping). Each unreadable
+   * image is recorded (and read no more); past {@link maxUnreadable} of them this throws.
+   */
+  async #readSample(index: number): Promise<{ sample: Sample; index: number }> {
+    const n = this.dataset.length;
+    for (let k = 0; k < n; k++) {
+      const j = (index + k) % n;
+      if (this.#unreadable.has(j)) continue;
+      try {
+        return { sample: await this.dataset.get(j), index: j };
+      } catch (e) {
+        if (!(e instanceof DataError)) throw e; // not the image's fault: stop
+        this.#noteUnreadable(j, e);
+      }
+    }
+    throw new DataError(`all ${n} training images of ${this.dataset.name} are unreadable`);
+  }
+
+  #noteUnreadable(index: number, e: DataError): void {
+    if (this.#unreadable.has(index)) return; // two batches met it at once
+    const bad: UnreadableImage = { index, reason: e.message, ...(e.path ? { path: e.path } : {}) };
+    this.#unreadable.set(index, bad);
+    const count = this.#unreadable.size;
+    if (count > this.maxUnreadable) {
+      throw new DataError(
+        `${count} training images of ${this.dataset.name} are unreadable, more than the ${this.maxUnreadable} ` +
+          `a run skips${this.#defaultLimit ? " (1% of the dataset, at least 10)" : ""}: check the data ` +
+          `folder. ${namedUnreadable(this.unreadable)}`,
+        { path: bad.path, cause: e },
+      );
+    }
+    if (count <= NAMED_UNREADABLE) {
+      this.#warn(
+        `warning: skipping an unreadable training image (replaced by the next readable one): ${e.message}`,
+      );
     }
   }
 
@@ -319,7 +428,8 @@ export class TrainLoader {
       Array.from({ length: n }, (_, i) =>
         this.#sem.run(async () => {
           const pos = start + i;
-          const sample = await this.dataset.get(batchIndices[i]);
+          const { sample, index } = await this.#readSample(batchIndices[i]);
+          batchIndices[i] = index;
           labels[i] = sample.label;
           const seed = deriveSeed(SAMPLE_STREAM, this.seed, epoch, pos);
           const out = await this.#augment(sample.image, seed);
@@ -367,4 +477,12 @@ export class TrainLoader {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** "first: <reason>; <reason>; <reason> …" for a warning or error. */
+function namedUnreadable(all: readonly UnreadableImage[]): string {
+  const named = all.slice(0, NAMED_UNREADABLE).map((u) => u.reason).join("; ");
+  return `first: ${named}${
+    all.length > NAMED_UNREADABLE ? ` … (${all.length - NAMED_UNREADABLE} more)` : ""
+  }`;
 }

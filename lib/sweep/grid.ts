@@ -81,6 +81,7 @@ export class GridError extends ConfigError {}
 
 const GRIDS_DIR = `${REPO_ROOT}/configs/grids`;
 const ROW_NAME = /^[a-z0-9_.-]+$/;
+const GRID_NAME = /^[A-Za-z0-9_.-]+$/;
 
 /** Where run folders live: results/runs for the full preset, .cache/smoke/runs for the smoke preset (or root). */
 export function runsRoot(preset: Preset, root?: string): string {
@@ -126,6 +127,12 @@ export async function loadGrid(nameOrPath: string): Promise<LoadedGrid> {
     grid = (await import(toFileUrl(path))).default;
   }
   const name = path.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
+  if (!GRID_NAME.test(name) || /^\.+$/.test(name)) {
+    throw new GridError(
+      `${path}: a grid's name (its file name) is letters, digits and _ . - (it names the run folders, ` +
+        `Slurm jobs and scripts); got ${JSON.stringify(name)}`,
+    );
+  }
   checkGrid(grid, path);
   return { ...grid, name, path };
 }
@@ -153,7 +160,11 @@ export function checkGrid(grid: Grid, path: string): void {
   for (const [i, row] of grid.rows.entries()) {
     if (!row || typeof row.name !== "string") throw new GridError(`${path}: row ${i} has no name`);
     const where = `${path}: row '${row.name}'`;
-    if (!ROW_NAME.test(row.name)) throw new GridError(`${where}: a row name is [a-z0-9_.-]+`);
+    if (!ROW_NAME.test(row.name) || /^\.+$/.test(row.name)) {
+      throw new GridError(
+        `${path}: row ${JSON.stringify(row.name)}: a row name is [a-z0-9_.-]+, not only dots`,
+      );
+    }
     if (names.has(row.name)) throw new GridError(`${where}: duplicate row name`);
     names.add(row.name);
     for (const k of Object.keys(row)) {

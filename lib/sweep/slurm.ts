@@ -6,10 +6,17 @@
  * without a checkpoint), so a task that is requeued or submitted again continues where it stopped. A task's
  * output goes to `<run>/train.log`; Slurm's own log of the task (errors before training starts) to
  * `<out>/slurm-<job name>-<job>_<task>.out`.
+ *
+ * Nothing from a grid reaches the scripts unquoted: the sweep's name must be letters, digits and `_ . + -`
+ * (it names the files and jobs and stands in comments); paths (the repository, the run folders, the output
+ * folder) may hold spaces, quotes, `$`, `#` or anything else printable — they are single-quoted for bash and
+ * double-quoted with backslash escapes in `#SBATCH` lines (how sbatch reads them, old versions included) — but
+ * not control characters such as a newline, which no `#SBATCH` line can hold; labels go into comments with
+ * control characters replaced by spaces. A name or path outside these rules is a {@link GridError}.
  */
 import { REPO_ROOT, repoPath } from "../base/paths.ts";
 import { shellQuote as q, trainArgs } from "./command.ts";
-import { levels, type RunSpec, writeRunConfig } from "./grid.ts";
+import { GridError, levels, type RunSpec, writeRunConfig } from "./grid.ts";
 
 export interface SlurmOptions {
   /** Folder of the .sbatch files and submit.sh. */
@@ -41,11 +48,59 @@ export interface SlurmPlan {
   submit: string;
 }
 
+/** What a sweep's name may be in a Slurm script: it names files and jobs and stands in comment lines. */
+export const SLURM_NAME = /^[A-Za-z0-9_.+-]+$/;
+
+/** A GridError unless `name` is a {@link SLURM_NAME}. */
+export function checkSlurmName(name: string): void {
+  if (!SLURM_NAME.test(name)) {
+    throw new GridError(
+      `sweep name ${JSON.stringify(name)} cannot go into a Slurm script: use letters, digits and _ . + - ` +
+        "(rename the grid file)",
+    );
+  }
+}
+
+/** A GridError for a path with a control character (a newline cannot be quoted in an `#SBATCH` line). */
+function checkPath(path: string, what: string): string {
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(path)) {
+    throw new GridError(
+      `${what} ${JSON.stringify(path)} holds a control character (a newline?); Slurm scripts cannot name it`,
+    );
+  }
+  return path;
+}
+
+/**
+ * A value for an `#SBATCH` line, as sbatch's option parser reads it: in double quotes, with `\`, `"` and `#`
+ * escaped by a backslash (an unescaped `#` starts a comment there even inside quotes in older Slurm, and older
+ * Slurm knows no single quotes).
+ */
+export function sbatchQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `"${s.replace(/[\\"#]/g, "\\$&")}"`;
+}
+
+/** `s` inside a bash double-quoted string: `\`, `"`, `$` and backquotes escaped. */
+function inDoubleQuotes(s: string): string {
+  return s.replace(/[\\"$`]/g, "\\$&");
+}
+
+/** A label for a comment line: control characters (a newline would end the comment) become spaces. */
+function commentText(s: string): string {
+  // deno-lint-ignore no-control-regex
+  return s.replace(/[\x00-\x1f\x7f]/g, " ");
+}
+
 /** The .sbatch files and submit.sh of the runs (pure; see {@link writeSlurm}). */
 export function slurmScripts(runs: RunSpec[], opts: SlurmOptions): SlurmPlan {
   if (runs.length === 0) throw new Error("no runs to write Slurm scripts for");
-  const repo = opts.repo ?? REPO_ROOT;
-  const safe = opts.name.replace(/[^\w.+-]/g, "_");
+  checkSlurmName(opts.name);
+  const repo = checkPath(opts.repo ?? REPO_ROOT, "the repository path");
+  checkPath(opts.outDir, "the output folder");
+  checkPath(opts.trainScript, "the training script");
+  for (const r of runs) checkPath(r.dir, `run ${r.id}'s folder`);
+  const safe = opts.name;
   const lv = levels(runs);
   const depth = Math.max(...lv.values()) + 1;
   const scripts: SlurmFile[] = [];
@@ -56,6 +111,10 @@ export function slurmScripts(runs: RunSpec[], opts: SlurmOptions): SlurmPlan {
     // The command as the sweep runs it locally, with the folder taken from the task's array entry.
     const args = trainArgs(opts.trainScript, "RUN_DIR", { resume: true }).map((a) =>
       a.includes("RUN_DIR") ? `"${a.replace("RUN_DIR", "$DIR")}"` : q(a)
+    );
+    // The same command for the log line, inside a double-quoted echo: "$DIR" expands, the rest is literal.
+    const shown = trainArgs(opts.trainScript, "RUN_DIR", { resume: true }).map((a) =>
+      a.split("RUN_DIR").map(inDoubleQuotes).join("$DIR")
     );
     const needs = depth > 1 && k > 0 ? ` (after level ${k - 1} has succeeded: submit.sh chains them)` : "";
     const content = [
@@ -73,18 +132,19 @@ export function slurmScripts(runs: RunSpec[], opts: SlurmOptions): SlurmPlan {
       // training saves a checkpoint and stops; a requeued or resubmitted task continues from it (--resume).
       "#SBATCH --signal=B:TERM@120",
       "#SBATCH --requeue",
-      `#SBATCH --chdir=${q(repo)}`,
-      `#SBATCH --output=${q(`${opts.outDir}/slurm-%x-%A_%a.out`)}`,
+      `#SBATCH --chdir=${sbatchQuote(repo)}`,
+      // %x, %A, %a are sbatch's file-name patterns; a % of the folder's own is written %%.
+      `#SBATCH --output=${sbatchQuote(`${opts.outDir.replaceAll("%", "%%")}/slurm-%x-%A_%a.out`)}`,
       "set -euo pipefail",
       "RUNS=(",
-      ...mine.map((r) => `  ${q(r.dir)}${r.row.label ? `  # ${r.row.label.replaceAll("\n", " ")}` : ""}`),
+      ...mine.map((r) => `  ${q(r.dir)}${r.row.label ? `  # ${commentText(r.row.label)}` : ""}`),
       ")",
       'DIR="${RUNS[$SLURM_ARRAY_TASK_ID]}"',
       `cd ${q(repo)}`,
       'export PATH="$PWD/.tools/bin:$PATH"',
       'mkdir -p "$DIR"',
       `echo "=== $(date -Is) slurm \${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID} on $(hostname): ` +
-      `deno ${trainArgs(opts.trainScript, "$DIR", { resume: true }).join(" ")}" >> "$DIR/train.log"`,
+      `deno ${shown.join(" ")}" >> "$DIR/train.log"`,
       `exec deno ${args.join(" ")} >> "$DIR/train.log" 2>&1`,
       "",
     ].join("\n");

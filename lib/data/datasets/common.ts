@@ -2,7 +2,14 @@
  * Building blocks shared by the dataset loaders: a dataset of image files decoded on demand, a dataset held in
  * memory, and file helpers whose errors are {@link DataError}s naming the path.
  */
-import { DataError, type Dataset, type ImageU8, type LoadableSample, type Sample } from "../dataset.ts";
+import {
+  DataError,
+  type Dataset,
+  type ImageU8,
+  type LoadableSample,
+  readRegularFile,
+  type Sample,
+} from "../dataset.ts";
 import { decodeRgb } from "../image.ts";
 
 /** A RangeError for an index outside [0, length). */
@@ -31,12 +38,7 @@ export async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
 
 /** Reads a whole file; a DataError naming it (and saying what it is, e.g. "CIFAR-10 batch") when that fails. */
 export async function readBytes(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(path);
-  } catch (e) {
-    const reason = e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message;
-    throw new DataError(`cannot read ${what} ${path}: ${reason}`, { path, cause: e });
-  }
+  return await readRegularFile(path, what);
 }
 
 /** Reads a text file (UTF-8, see {@link readBytes}). */

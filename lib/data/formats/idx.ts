@@ -6,7 +6,7 @@
  * dimension, then the data row-major.
  */
 import { gunzipSync } from "node:zlib";
-import { DataError } from "../dataset.ts";
+import { DataError, readRegularFile } from "../dataset.ts";
 
 /** Where Debian's dataset-fashion-mnist installs the IDX files. */
 export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";
@@ -53,13 +53,7 @@ export function parseIdx(bytes: Uint8Array, name = "<bytes>"): IdxArray {
 }
 
 export async function readIdx(path: string): Promise<IdxArray> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    throw new DataError(`cannot read ${path}: ${(e as Error).message}`);
-  }
-  return parseIdx(bytes, path);
+  return parseIdx(await readRegularFile(path, "IDX file"), path);
 }
 
 export interface GreyImages {

@@ -20,7 +20,7 @@
  * Level 4 files. Numbers are returned as float64 (int64 values beyond 2^53 lose precision).
  */
 import { inflateSync } from "node:zlib";
-import { DataError } from "../dataset.ts";
+import { DataError, readRegularFile } from "../dataset.ts";
 
 /** MATLAB array classes (mxCLASS) this reader returns. */
 export type MatNumericClass =
@@ -431,13 +431,7 @@ export function parseMat(bytes: Uint8Array, name = "<bytes>"): Map<string, MatVa
  * @throws DataError naming `path` when it cannot be read or parsed.
  */
 export async function readMat(path: string): Promise<Map<string, MatValue>> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    throw new DataError(`cannot read MAT-file ${path}: ${(e as Error).message}`, { path, cause: e });
-  }
-  return parseMat(bytes, path);
+  return parseMat(await readRegularFile(path, "MAT-file"), path);
 }
 
 // ------------------------------------------------------------------------------------------ typed accessors
