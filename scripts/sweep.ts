@@ -11,7 +11,7 @@
  */
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
 import { REPO_ROOT } from "../lib/base/paths.ts";
-import { shellLine } from "../lib/sweep/command.ts";
+import { shellLine, shellQuote } from "../lib/sweep/command.ts";
 import { compactRun } from "../lib/sweep/compact.ts";
 import {
   configChanges,
@@ -131,7 +131,9 @@ async function writeSlurmJobs(
     console.log(`${outDir}/${s.file}: ${s.runs.length} run(s), level ${s.level}`);
   }
   console.log(
-    `${done ? `${done} done run(s) left out; ` : ""}submit with: bash ${outDir}/submit.sh [sbatch options]`,
+    `${done ? `${done} done run(s) left out; ` : ""}submit with: bash ${
+      shellQuote(`${outDir}/submit.sh`)
+    } [sbatch options]`,
   );
 }
 

@@ -209,6 +209,7 @@ Deno.test("a checkout whose path has a space: train --smoke by name, a real swee
     const w = await deno(["scripts/sweep.ts", "--slurm", "--grid", "space-grid", "--root", slurmRoot], repo);
     assertEquals(w.code, 0, w.err);
     const out = `${slurmRoot}/space-grid`;
+    assertStringIncludes(w.out, `submit with: bash '${out}/submit.sh'`);
     const script = `${out}/space-grid.sbatch`;
     const text = await Deno.readTextFile(script);
     const lines = text.split("\n");
@@ -434,28 +435,47 @@ Deno.test("a FIFO, socket or folder named like a data file is refused with the r
 // ------------------------------------------------------------------------------------------ 11: XDG_RUNTIME_DIR
 
 Deno.test("no XDG_RUNTIME_DIR error from a command that probes WebGPU (deno task doctor) without one", async () => {
-  const env = Deno.env.toObject();
-  delete env.XDG_RUNTIME_DIR;
-  delete env.NODEVICE_SELECT;
-  env.NO_COLOR = "1";
-  // The cause, reproduced: an adapter request with Mesa's device-selection layer on prints the message here
-  // (where Vulkan and that layer are installed; elsewhere nothing prints either way).
-  const probe = `await navigator.gpu?.requestAdapter().catch(() => null);`;
-  const bare = await run(Deno.execPath(), ["eval", probe], { env, clearEnv: true });
-  const reproduced = bare.err.includes("XDG_RUNTIME_DIR");
-  const doctor = await run(Deno.execPath(), ["run", "-A", "scripts/doctor.ts"], {
-    cwd: REPO_ROOT,
-    env,
-    clearEnv: true,
-  });
-  assertEquals(doctor.code, 0, doctor.err);
-  assertStringIncludes(doctor.out, "webgpu");
-  assert(!doctor.err.includes("XDG_RUNTIME_DIR"), doctor.err);
-  assert(!doctor.out.includes("XDG_RUNTIME_DIR"), doctor.out);
-  console.log(
-    `reliability_test: without XDG_RUNTIME_DIR a bare adapter request ${
-      reproduced ? "prints" : "does not print"
-    } ` +
-      "the message here; doctor prints none",
-  );
+  const tmp = await Deno.makeTempDir();
+  try {
+    const env = Deno.env.toObject();
+    delete env.XDG_RUNTIME_DIR;
+    env.NO_COLOR = "1";
+    env.TMPDIR = tmp;
+    // The cause, reproduced: an adapter request prints the message here when Vulkan and Mesa's device-selection
+    // layer are installed (elsewhere nothing prints either way).
+    const probe = `await navigator.gpu?.requestAdapter().catch(() => null);`;
+    const bare = await run(Deno.execPath(), ["eval", probe], { env, clearEnv: true });
+    const reproduced = bare.err.includes("XDG_RUNTIME_DIR");
+    const doctor = await run(Deno.execPath(), ["run", "-A", "scripts/doctor.ts"], {
+      cwd: REPO_ROOT,
+      env,
+      clearEnv: true,
+    });
+    assertEquals(doctor.code, 0, doctor.err);
+    assertStringIncludes(doctor.out, "webgpu");
+    assert(!doctor.err.includes("XDG_RUNTIME_DIR"), doctor.err);
+    assert(!doctor.out.includes("XDG_RUNTIME_DIR"), doctor.out);
+    // It got a private runtime folder (the device-selection layer stays on: sweeps steer GPUs with it).
+    const info = await Deno.lstat(`${tmp}/deit-runtime-${Deno.uid()}`);
+    assert(info.isDirectory && (info.mode! & 0o777) === 0o700, `mode ${info.mode?.toString(8)}`);
+    // A folder of that name that is not private (mode 0755) is not used, nor changed.
+    const other = await Deno.makeTempDir();
+    await Deno.mkdir(`${other}/deit-runtime-${Deno.uid()}`, { mode: 0o755 });
+    await Deno.chmod(`${other}/deit-runtime-${Deno.uid()}`, 0o755);
+    const shared = await run(Deno.execPath(), ["run", "-A", "scripts/doctor.ts"], {
+      cwd: REPO_ROOT,
+      env: { ...env, TMPDIR: other },
+      clearEnv: true,
+    });
+    assertEquals(shared.code, 0, shared.err);
+    assertEquals((await Deno.lstat(`${other}/deit-runtime-${Deno.uid()}`)).mode! & 0o777, 0o755);
+    await Deno.remove(other, { recursive: true });
+    console.log(
+      `reliability_test: without XDG_RUNTIME_DIR a bare adapter request ${
+        reproduced ? "prints" : "does not print"
+      } the message here; doctor prints none`,
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });

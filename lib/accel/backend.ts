@@ -135,22 +135,39 @@ function existsSync(path: string): boolean {
 /**
  * Keeps Vulkan start-up quiet on a machine without a desktop session. Deno's WebGPU (wgpu) creates a Vulkan
  * instance on the first adapter request; the Vulkan loader then loads Mesa's implicit device-selection layer
- * (VK_LAYER_MESA_device_select), which asks the Wayland compositor for the default GPU by calling
- * libwayland-client's `wl_display_connect` — and that prints `error: XDG_RUNTIME_DIR is invalid or not set in
- * the environment.` to stderr, once per device enumeration (twice per adapter request), when XDG_RUNTIME_DIR is
- * not an absolute path. No XDG_RUNTIME_DIR means no Wayland session to ask, so the layer is turned off with the
- * switch its manifest declares (`NODEVICE_SELECT=1`); the adapter wgpu picks is the same (it chooses by its own
- * power preference). A NODEVICE_SELECT or WAYLAND_DISPLAY socket path set by the user is left alone. Call it
- * before anything touches `navigator.gpu`.
+ * (VK_LAYER_MESA_device_select), which, unless told which GPU to take, asks the Wayland compositor for the
+ * default one through libwayland-client's `wl_display_connect` — and that prints `error: XDG_RUNTIME_DIR is
+ * invalid or not set in the environment.` to stderr, once per device enumeration (twice per adapter request),
+ * when XDG_RUNTIME_DIR is not an absolute path.
+ *
+ * The layer is what `sweep --devices` steers GPUs with (`DRI_PRIME`, lib/accel/gpu_select.ts), so it stays on;
+ * instead the process gets a private runtime folder, as the XDG spec describes one: `$TMPDIR/deit-runtime-<uid>`
+ * (or /tmp/…), created 0700 and used only when it is a real folder of this user with mode 0700. The compositor
+ * lookup then finds no socket there and fails quietly, exactly as it failed before (there is no compositor
+ * without XDG_RUNTIME_DIR), so the GPU chosen is the same. Nothing is written into the folder; child processes
+ * inherit it. A set XDG_RUNTIME_DIR (or a WAYLAND_DISPLAY socket path) is left alone. Call it before anything
+ * touches `navigator.gpu`.
  */
 export function quietVulkanStartup(): void {
   try {
     const runtimeDir = Deno.env.get("XDG_RUNTIME_DIR") ?? "";
     const display = Deno.env.get("WAYLAND_DISPLAY") ?? "";
     if (runtimeDir.startsWith("/") || display.startsWith("/")) return;
-    if (Deno.env.get("NODEVICE_SELECT") === undefined) Deno.env.set("NODEVICE_SELECT", "1");
+    const uid = Deno.uid();
+    if (uid === null) return; // not a Unix
+    const tmp = (Deno.env.get("TMPDIR") || "/tmp").replace(/\/+$/, "") || "/tmp";
+    const dir = `${tmp}/deit-runtime-${uid}`;
+    try {
+      Deno.mkdirSync(dir, { mode: 0o700 });
+      Deno.chmodSync(dir, 0o700); // whatever the umask
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) return;
+    }
+    const info = Deno.lstatSync(dir); // a symlink planted there is not a folder of ours
+    if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o777) !== 0o700) return;
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
   } catch {
-    // No --allow-env: the message may appear, nothing else changes.
+    // No permission to read or set the environment: the message may appear, nothing else changes.
   }
 }
 

@@ -161,9 +161,7 @@ export function checkGrid(grid: Grid, path: string): void {
     if (!row || typeof row.name !== "string") throw new GridError(`${path}: row ${i} has no name`);
     const where = `${path}: row '${row.name}'`;
     if (!ROW_NAME.test(row.name) || /^\.+$/.test(row.name)) {
-      throw new GridError(
-        `${path}: row ${JSON.stringify(row.name)}: a row name is [a-z0-9_.-]+, not only dots`,
-      );
+      throw new GridError(`${where}: a row name is [a-z0-9_.-]+, not only dots`);
     }
     if (names.has(row.name)) throw new GridError(`${where}: duplicate row name`);
     names.add(row.name);
