@@ -195,3 +195,20 @@ Deno.test("claims: paired verdicts (every seed / the opposite in every seed / mi
   assertEquals(formatStats([1, 2, 3]), "2.00 ± 1.00 (3 seeds, 1.00–3.00)");
   assertEquals(formatStats([null]), "—");
 });
+
+Deno.test("throughput: the batch search doubles while a doubling gains ≥ 3%, within what fits", async () => {
+  const { searchBatch } = await import("../lib/report/throughput.ts");
+  const curve: Record<number, number> = { 4: 50, 8: 60, 16: 63, 32: 64, 64: 70 };
+  const plan = { startBatch: 4, minGain: 0.03 };
+  const r = await searchBatch(plan, 1024, (b) => Promise.resolve(curve[b]));
+  assertEquals(r.search.map((p) => p.batch), [4, 8, 16, 32]); // 16 gains 5%, 32 only 1.6%: stop
+  assertEquals(r.batch, 32);
+  const capped = await searchBatch(plan, 8, (b) => Promise.resolve(curve[b]));
+  assertEquals(capped.search.map((p) => p.batch), [4, 8]);
+  const falling = await searchBatch(plan, 1024, (b) => Promise.resolve(100 - b));
+  assertEquals(falling.batch, 4);
+  assertEquals(
+    (await searchBatch({ startBatch: 2, minGain: 0.03 }, 2, () => Promise.resolve(1))).search.length,
+    1,
+  );
+});
