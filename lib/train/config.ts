@@ -646,13 +646,17 @@ export async function importModule<T>(path: string): Promise<T> {
     return (await import(pathToFileURL(path).href)).default;
   } catch (e) {
     const err = e as Error;
-    const first = `${err.message ?? err}`.split("\n").find((l) => l.trim()) ?? String(e);
-    const what = err instanceof SyntaxError || /could not be parsed|Expected|Unexpected/.test(first)
-      ? "does not parse"
-      : "fails to load";
-    throw new ConfigError(
-      `${path} ${what}: ${err.name && err.name !== "Error" ? `${err.name}: ` : ""}${first}`,
-    );
+    const text = `${err?.message ?? err}`;
+    const first = (text.split("\n").find((l) => l.trim()) ?? String(e)).trim();
+    if (/^SyntaxError: /.test(first) || err?.name === "SyntaxError") {
+      const at = text.match(/:(\d+):(\d+)\s*$/);
+      throw new ConfigError(
+        `${path} does not parse${at ? ` (line ${at[1]}, column ${at[2]})` : ""}: ${
+          first.replace(/^SyntaxError: /, "")
+        }`,
+      );
+    }
+    throw new ConfigError(`${path} throws while it loads: ${first}`);
   }
 }
 

@@ -98,8 +98,7 @@ export async function evaluateDataset(
     if (nonFinite > 0 && !opts.allowNonFinite) {
       throw new DivergedError(
         `the model's outputs are NaN or infinite (${nonFinite} of the first ${count} images of ${data.name}): ` +
-          "training diverged and the weights are lost to it; lower --lr (or set --clip_grad) and start again " +
-          "from an earlier checkpoint",
+          "training diverged; lower --lr (or set --clip_grad)",
       );
     }
   }
