@@ -14,6 +14,31 @@ const USAGE = `usage: deno task eval --model NAME --checkpoint FILE(.pth|.safete
        [--predictions FILE.jsonl] [--batch-size 32] [--backend auto|tensorflow|webgpu|wasm|cpu]
 DIR is an ImageFolder: one sub-folder per class, class index = position in the sorted folder names.`;
 
+/**
+ * A file this process can write (before any work, and without touching it): an existing file, or a new one in a
+ * folder that exists and takes files.
+ */
+async function checkWritable(path: string, flag: string): Promise<void> {
+  const info = await Deno.stat(path).catch(() => null);
+  if (info?.isDirectory) throw new UsageError(`${flag} ${path} is a folder; give a file name (e.g. p.jsonl)`);
+  if (info) {
+    try {
+      (await Deno.open(path, { write: true })).close();
+    } catch (e) {
+      throw new UsageError(`${flag} ${path}: cannot write it (${(e as Error).message})`);
+    }
+    return;
+  }
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+  const d = await Deno.stat(dir).catch(() => null);
+  if (!d?.isDirectory) throw new UsageError(`${flag} ${path}: the folder ${dir} does not exist`);
+  try {
+    await Deno.remove(await Deno.makeTempFile({ dir, prefix: ".write-test-" }));
+  } catch (e) {
+    throw new UsageError(`${flag} ${path}: cannot write in ${dir} (${(e as Error).message})`);
+  }
+}
+
 await runMain(async () => {
   const a = parseFlags(Deno.args, {
     string: ["model", "checkpoint", "data", "predictions", "batch-size", "backend"],
@@ -23,6 +48,7 @@ await runMain(async () => {
     if (!a[k]) throw new UsageError(`--${k} is required\n${USAGE}`);
   }
   const batchSize = intFlag(a["batch-size"], "batch-size");
+  if (a.predictions !== undefined) await checkWritable(String(a.predictions), "--predictions");
   getEntry(String(a.model)); // an unknown model name fails here, before any work
   const backend = await initBackend(String(a.backend));
   const folder = await scanImageFolder(String(a.data));
@@ -43,6 +69,12 @@ await runMain(async () => {
     predictionsPath: a.predictions ? String(a.predictions) : undefined,
   });
   for (const u of r.unreadable) console.error(`unreadable: ${u.file}: ${u.reason}`);
+  if (r.nonFinite) {
+    console.error(
+      `warning: ${r.nonFinite} of ${r.count} images got NaN or infinite outputs (counted wrong): ` +
+        "the checkpoint's weights are broken (a diverged run?)",
+    );
+  }
   console.log(
     `top-1 ${r.top1.toFixed(3)}%  top-5 ${r.top5.toFixed(3)}%  images ${r.count}` +
       (r.unreadable.length ? ` (+${r.unreadable.length} unreadable)` : "") +

@@ -2,18 +2,60 @@
  * `deno task train --config NAME|FILE [--key value …] [--out DIR] [--resume] [--smoke]`
  *
  * NAME is a file of configs/ (e.g. fmnist-deit); FILE a .ts or .json path. Every other `--key value` overrides
- * one config key (unknown or mistyped keys are errors; see lib/train/config.ts). The run folder defaults to
+ * one config key (unknown keys and values out of range are one-line errors; lib/train/config.ts SCHEMA; `--help`
+ * lists them). More --workers than cores is refused unless --oversubscribe. The run folder defaults to
  * results/runs/NAME. `--resume` continues from its checkpoint-last; `--smoke` runs a few steps in seconds
  * (into a temporary folder unless --out is given) on the same code path. SIGINT/SIGTERM stop the run after the
  * current step with checkpoint-last written (exit 130); a second signal a few seconds later exits at once.
  */
 import { runMain, UsageError } from "../lib/base/cli.ts";
 import { REPO_ROOT } from "../lib/base/paths.ts";
-import { listConfigs, loadConfigFile, parseOverrides, resolveConfig } from "../lib/train/config.ts";
+import {
+  checkResume,
+  checkWorkers,
+  describeKeys,
+  listConfigs,
+  loadConfigFile,
+  parseOverrides,
+  resolveConfig,
+  type TrainConfig,
+} from "../lib/train/config.ts";
+import { LAST_CHECKPOINT } from "../lib/io/train_state.ts";
 import { runTraining } from "../lib/train/run.ts";
 
 const USAGE = `usage: deno task train --config NAME|FILE [--key value …] [--out DIR] [--resume] [--smoke]
+       [--oversubscribe] (allow more --workers than cores)
 configs: ${(await listConfigs()).join(", ")}`;
+
+/**
+ * The run folder, before anything is written to it: a folder (or a path where one can be made) that this
+ * process can write, and — resuming — the run it holds was started with a config this one may continue.
+ */
+async function checkRunFolder(dir: string, resume: boolean, config: Readonly<TrainConfig>): Promise<void> {
+  // The folder, or the nearest folder above it that exists (where it will be made): a folder that we can write.
+  let at = dir.replace(/\/+$/, "") || "/";
+  let info = await Deno.stat(at).catch(() => null);
+  while (!info && at !== "/" && at !== ".") {
+    at = at.includes("/") ? at.slice(0, at.lastIndexOf("/")) || "/" : ".";
+    info = await Deno.stat(at).catch(() => null);
+  }
+  if (info && !info.isDirectory) {
+    throw new UsageError(`--out ${dir}: ${at === dir ? "is a file" : `${at} is a file`}, not a folder`);
+  }
+  try {
+    await Deno.remove(await Deno.makeTempFile({ dir: at, prefix: ".write-test-" }));
+  } catch (e) {
+    throw new UsageError(`--out ${dir}: cannot write in ${at} (${(e as Error).message})`);
+  }
+  if (!resume || !(await Deno.stat(`${dir}/${LAST_CHECKPOINT}`).then(() => true, () => false))) return;
+  let saved: Record<string, unknown>;
+  try {
+    saved = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).config;
+  } catch {
+    return; // no readable config.json: the checkpoint's own checks stand
+  }
+  if (saved && typeof saved === "object") checkResume(dir, saved, config);
+}
 
 // The first SIGINT/SIGTERM stops the run cleanly after the current step; one more (not the same Ctrl-C relayed by
 // a sweep, hence the delay) exits at once.
@@ -44,18 +86,25 @@ await runMain(async () => {
     return v;
   };
   if (take("--help", false)) {
-    console.log(USAGE);
+    console.log(
+      `${USAGE}\nconfig keys (--key value; lib/train/config.ts SCHEMA):\n${describeKeys().join("\n")}`,
+    );
     return;
   }
   const configArg = take("--config", true) as string | undefined;
   const out = take("--out", true) as string | undefined;
   const resume = take("--resume", false) === true;
   const smoke = take("--smoke", false) === true;
+  const oversubscribe = take("--oversubscribe", false) === true;
   if (!configArg) throw new UsageError(`--config is required\n${USAGE}`);
+  // Everything is checked before anything is written: the config, the machine, the run folder.
   const file = await loadConfigFile(configArg);
   const config = resolveConfig(file.config, parseOverrides(args));
+  checkWorkers(config.workers, navigator.hardwareConcurrency, oversubscribe);
   const name = configArg.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
+  if (out !== undefined) await checkRunFolder(out, resume, config);
   const dir = out ?? (smoke ? await Deno.makeTempDir({ prefix: `smoke-${name}-` }) : `results/runs/${name}`);
+  if (out === undefined && !smoke) await checkRunFolder(dir, resume, config);
   const logs = await runTraining({
     config,
     out: dir,

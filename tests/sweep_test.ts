@@ -89,7 +89,16 @@ Deno.test("grid: errors name the file and the row (unknown key, duplicate, bad n
     "row 'b'",
     "unknown config key 'learning_rate'",
   );
-  await bad({ rows: [{ name: "b", overrides: { epochs: "3" } }] }, "row 'b'", "'epochs' must be a number");
+  await bad(
+    { rows: [{ name: "b", overrides: { epochs: "3" } }] },
+    "row 'b'",
+    `epochs must be a positive integer, got "3"`,
+  );
+  await bad(
+    { rows: [{ name: "b", overrides: { lr: -1 } }] },
+    "row 'b'",
+    "lr must be a positive number, got -1",
+  );
   await bad({ rows: [{ name: "a" }, { name: "a" }] }, "row 'a'", "duplicate row name");
   await bad({ rows: [{ name: "A b" }] }, "row 'A b'", "[a-z0-9_.-]+");
   await bad({ rows: [{ name: "a", needs: ["nope"] }] }, "row 'a' needs 'nope'", "not a row of this grid");

@@ -58,8 +58,8 @@ Deno.test("config: unknown and mistyped keys are errors naming the key; override
     ConfigError,
     "unknown config key 'learning_rate'",
   );
-  assertThrows(() => parseOverrides(["--epochs", "ten"]), ConfigError, "--epochs must be a number");
-  assertThrows(() => parseOverrides(["--opt", "lamb"]), ConfigError, "'opt' must be one of adamw, sgd");
+  assertThrows(() => parseOverrides(["--epochs", "ten"]), ConfigError, "--epochs must be a positive integer");
+  assertThrows(() => parseOverrides(["--opt", "lamb"]), ConfigError, "--opt must be one of adamw, sgd");
   assertThrows(() => resolveConfig({ epoch: 3 } as never, {}), ConfigError, "did you mean epochs");
   const c = resolveConfig({ epochs: 3 }, parseOverrides(["--lr=0.001", "--ema", "--aa", ""]));
   assertEquals([c.epochs, c.lr, c.ema, c.aa, c.batch_size], [3, 0.001, true, "", DEFAULTS.batch_size]);

@@ -41,18 +41,56 @@ export function intFlag(v: unknown, name: string): number {
   return n;
 }
 
-/** Run a script's main, printing expected errors (bad input) as one clear line instead of a stack. */
+/** Errors of bad input (a flag, a config, a file, the data) that a script reports as one line, exit code 2. */
+const EXPECTED = [
+  "UsageError",
+  "CheckpointError",
+  "DataError",
+  "OutOfMemoryError",
+  "ConfigError",
+  "TrainingError",
+  "DivergedError",
+];
+
+/**
+ * File-system errors (a path that does not exist, is not a folder, cannot be written, a full disk): their
+ * message names the operation and the path, e.g. "No such file or directory (os error 2): open '/x/p.jsonl'".
+ */
+const FS_ERRORS = [
+  Deno.errors.NotFound,
+  Deno.errors.PermissionDenied,
+  Deno.errors.AlreadyExists,
+  Deno.errors.NotADirectory,
+  Deno.errors.IsADirectory,
+  Deno.errors.NotCapable,
+  Deno.errors.FilesystemLoop,
+];
+
+/** Is this an error of bad input or of the file system (a one-line message) rather than a bug (a stack)? */
+export function isExpectedError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  return EXPECTED.includes(e.name) || FS_ERRORS.some((c) => c && e instanceof c) ||
+    /\(os error \d+\)/.test(e.message) ||
+    e.message.startsWith("unknown model") || e.message.startsWith("backend ") ||
+    e.message.startsWith("unknown backend");
+}
+
+/**
+ * Run a script's main, printing expected errors (bad input, a file that cannot be read or written) as one clear
+ * line and exit code 2 instead of a stack; anything else is a bug: its stack, exit code 1. `DEIT_TRACE=1` prints
+ * the stack of every error.
+ */
 export async function runMain(main: () => Promise<void>): Promise<void> {
   try {
     await main();
   } catch (e) {
-    const err = e as Error;
-    const expected =
-      ["UsageError", "CheckpointError", "DataError", "OutOfMemoryError", "ConfigError", "TrainingError"]
-        .includes(err.name) ||
-      err.message.startsWith("unknown model") || err.message.startsWith("backend ") ||
-      err.message.startsWith("unknown backend");
-    console.error(`error: ${expected ? err.message : err.stack}`);
+    const err = e instanceof Error ? e : new Error(String(e));
+    const expected = isExpectedError(err);
+    let trace = false;
+    try {
+      trace = Deno.env.get("DEIT_TRACE") === "1";
+    } catch { /* no env permission */ }
+    console.error(`error: ${expected && !trace ? err.message : err.stack}`);
     Deno.exit(expected ? 2 : 1);
   }
 }

@@ -10,11 +10,12 @@
  *
  * Relative run folders are relative to the repository root (the sweep starts its runs there).
  */
-import { exists, REPO_ROOT, repoPath, toFileUrl } from "../base/paths.ts";
+import { exists, REPO_ROOT, repoPath } from "../base/paths.ts";
 import {
   checkPartial,
   ConfigError,
   DEFAULTS,
+  importModule,
   loadConfigFile,
   resolveConfig,
   type TrainConfig,
@@ -124,7 +125,11 @@ export async function loadGrid(nameOrPath: string): Promise<LoadedGrid> {
       throw new GridError(`${path}: not valid JSON (${(e as Error).message})`);
     }
   } else {
-    grid = (await import(toFileUrl(path))).default;
+    try {
+      grid = await importModule<Grid>(path);
+    } catch (e) {
+      throw new GridError((e as Error).message);
+    }
   }
   const name = path.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
   if (!GRID_NAME.test(name) || /^\.+$/.test(name)) {

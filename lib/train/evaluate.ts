@@ -18,6 +18,13 @@ export interface EvalMetrics {
   acc5: number;
   loss: number;
   count: number;
+  /** Images whose logits were not all finite (counted wrong; the loss is then NaN). */
+  nonFinite?: number;
+}
+
+/** A model whose outputs are NaN or infinite: its weights diverged (a learning rate too high, mostly). */
+export class DivergedError extends Error {
+  override name = "DivergedError";
 }
 
 /** DeiT's eval transform for one decoded image (lib/data/transforms/eval.ts `deitEvalImage`). */
@@ -36,16 +43,38 @@ export function limitDataset(d: Dataset, indices: Int32Array): Dataset {
 }
 
 /**
+ * Top-1 and top-5 of one row of logits against label `y`, and its cross-entropy. A row with a NaN or an
+ * infinite logit is wrong at both (NaN compares false with everything, so it would otherwise rank first) and
+ * its loss is NaN.
+ */
+export function scoreRow(row: Float32Array, y: number): { top1: boolean; top5: boolean; loss: number } {
+  let max = -Infinity;
+  for (const v of row) {
+    if (!Number.isFinite(v)) return { top1: false, top5: false, loss: NaN };
+    max = Math.max(max, v);
+  }
+  let z = 0, above = 0;
+  for (const v of row) {
+    z += Math.exp(v - max);
+    if (v > row[y]) above++;
+  }
+  return { top1: above === 0, top5: above < 5, loss: Math.log(z) + max - row[y] };
+}
+
+/**
  * Top-1/top-5 accuracy (%) and mean cross-entropy of `predict` over `data`, batch by batch.
- * `predict` maps an NHWC float batch to flat logits `[n, C]`.
+ * `predict` maps an NHWC float batch to flat logits `[n, C]`. Logits that are NaN or infinite count wrong; unless
+ * `allowNonFinite`, they are a {@link DivergedError} (a training run must stop there, not log them or keep the
+ * weights as its best).
  */
 export async function evaluateDataset(
   data: Dataset,
   size: number,
   batchSize: number,
   predict: (x: Float32Array, shape: [number, number, number, number]) => Promise<Float32Array>,
+  opts: { allowNonFinite?: boolean } = {},
 ): Promise<EvalMetrics> {
-  let hit1 = 0, hit5 = 0, lossSum = 0, count = 0;
+  let hit1 = 0, hit5 = 0, lossSum = 0, count = 0, nonFinite = 0;
   const per = size * size * 3;
   for (let start = 0; start < data.length; start += batchSize) {
     const n = Math.min(batchSize, data.length - start);
@@ -59,22 +88,27 @@ export async function evaluateDataset(
     const logits = await predict(x, [n, size, size, 3]);
     const C = logits.length / n;
     for (let i = 0; i < n; i++) {
-      const row = logits.subarray(i * C, (i + 1) * C);
-      const y = labels[i];
-      let max = -Infinity;
-      for (const v of row) max = Math.max(max, v);
-      let z = 0, above = 0;
-      for (const v of row) {
-        z += Math.exp(v - max);
-        if (v > row[y]) above++;
-      }
-      lossSum += Math.log(z) + max - row[y];
-      if (above === 0) hit1++;
-      if (above < 5) hit5++;
+      const r = scoreRow(logits.subarray(i * C, (i + 1) * C), labels[i]);
+      if (Number.isNaN(r.loss)) nonFinite++;
+      lossSum += r.loss;
+      if (r.top1) hit1++;
+      if (r.top5) hit5++;
     }
     count += n;
+    if (nonFinite > 0 && !opts.allowNonFinite) {
+      throw new DivergedError(
+        `the model's outputs are NaN or infinite (${nonFinite} of the first ${count} images of ${data.name}): ` +
+          "training diverged; lower --lr (or set --clip_grad)",
+      );
+    }
   }
-  return { acc1: (100 * hit1) / count, acc5: (100 * hit5) / count, loss: lossSum / count, count };
+  return {
+    acc1: (100 * hit1) / count,
+    acc5: (100 * hit5) / count,
+    loss: lossSum / count,
+    count,
+    ...(nonFinite ? { nonFinite } : {}),
+  };
 }
 
 /** What evaluation needs of a model. */
@@ -96,6 +130,8 @@ export interface EvalResult {
   top5: number;
   /** Images evaluated. */
   count: number;
+  /** Images whose logits were NaN or infinite (counted wrong: the weights are broken). */
+  nonFinite: number;
   /** Images that could not be read, with the reason. */
   unreadable: { file: string; reason: string }[];
   /** End to end (decode + transform + model), images/s. */
@@ -115,7 +151,7 @@ export async function evaluate(
     ? await Deno.open(opts.predictionsPath, { write: true, create: true, truncate: true })
     : undefined;
   const enc = new TextEncoder();
-  let count = 0, hit1 = 0, hit5 = 0;
+  let count = 0, hit1 = 0, hit5 = 0, nonFinite = 0;
   const start = performance.now();
   try {
     const batches = evalBatches(samples, {
@@ -127,22 +163,25 @@ export async function evaluate(
     });
     for await (const b of batches) {
       const n = b.targets.length;
-      const { idx, prob } = tf.tidy(() => {
+      const { idx, prob, finite } = tf.tidy(() => {
         const x = tf.tensor4d(b.images, [n, opts.size, opts.size, 3]);
-        const probs = tf.softmax(model.predict(x));
+        const logits = model.predict(x);
+        const probs = tf.softmax(logits);
         const k = Math.min(5, probs.shape[1]);
         const top = tf.topk(probs, k);
-        return { idx: top.indices, prob: top.values };
+        // A row with a NaN or infinite logit ranks nothing: it counts wrong (topk would put NaN first).
+        return { idx: top.indices, prob: top.values, finite: tf.all(tf.isFinite(logits), 1) };
       });
       const k = idx.shape[1]!;
-      const idxData = await idx.data(), probData = await prob.data();
-      tf.dispose([idx, prob]);
+      const idxData = await idx.data(), probData = await prob.data(), finiteData = await finite.data();
+      tf.dispose([idx, prob, finite]);
       const lines: string[] = [];
       for (let i = 0; i < n; i++) {
         const top = Array.from(idxData.subarray(i * k, (i + 1) * k));
         const t = b.targets[i];
-        if (top[0] === t) hit1++;
-        if (top.includes(t)) hit5++;
+        if (!finiteData[i]) nonFinite++;
+        else if (top[0] === t) hit1++;
+        if (finiteData[i] && top.includes(t)) hit5++;
         if (out) {
           const p5 = Array.from(probData.subarray(i * k, (i + 1) * k), (p) => Number(p.toPrecision(6)));
           lines.push(JSON.stringify({ file: b.samples[i].rel, target: t, top5: top, prob5: p5 }));
@@ -165,6 +204,7 @@ export async function evaluate(
     top1: (100 * hit1) / count,
     top5: (100 * hit5) / count,
     count,
+    nonFinite,
     unreadable,
     imagesPerS: count / seconds,
     seconds,

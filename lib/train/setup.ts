@@ -16,7 +16,7 @@ import { DataParallel } from "./parallel/data_parallel.ts";
 import { type AnyModel, buildModel, getEntry, modelIO } from "../models/registry.ts";
 import { Rng } from "../base/rng.ts";
 import { VisionTransformer } from "../vit/model.ts";
-import type { TrainConfig } from "./config.ts";
+import { checkRunFits, type TrainConfig } from "./config.ts";
 import { limitDataset } from "./evaluate.ts";
 import { type CosineSchedule, scaledLr } from "./schedule.ts";
 
@@ -181,12 +181,21 @@ function startEngines(
   });
 }
 
-/** The training batches: DeiT's repeated augmentation (or a plain shuffle), augmentation, Mixup/CutMix. */
-function makeLoader(cfg: Readonly<TrainConfig>, data: RunData, smoke: boolean): TrainLoader {
-  const { train, numClasses, imgSize } = data;
-  const sampler = cfg.repeated_aug
+/** The order of the training samples: DeiT's repeated augmentation, or a plain shuffle. */
+function makeSampler(cfg: Readonly<TrainConfig>, data: RunData, smoke: boolean) {
+  const { train } = data;
+  return cfg.repeated_aug
     ? new RepeatedAugSampler({ size: train.length, seed: cfg.seed, roundTo: smoke ? 1 : undefined })
     : new ShuffleSampler({ size: train.length, seed: cfg.seed });
+}
+
+/** The training batches: the sampler's order, augmentation, Mixup/CutMix. */
+function makeLoader(
+  cfg: Readonly<TrainConfig>,
+  data: RunData,
+  sampler: ReturnType<typeof makeSampler>,
+): TrainLoader {
+  const { train, numClasses, imgSize } = data;
   const mixing = cfg.mixup > 0 || cfg.cutmix > 0;
   return new TrainLoader({
     dataset: train,
@@ -220,11 +229,21 @@ export async function setupRun(
 ): Promise<RunSetup> {
   const backend = await initBackend(cfg.backend);
   const data = await openData(cfg, o.smoke);
-  const { model, teacher, mode } = await buildModels(cfg, data, o.say);
   const workers = cfg.workers || (["wasm", "cpu"].includes(backend.name) ? navigator.hardwareConcurrency : 1);
+  const sampler = makeSampler(cfg, data, o.smoke);
+  // The batch against the data, the memory and the engines, before any model or engine is built.
+  checkRunFits(cfg, {
+    workers,
+    backend: backend.name,
+    epochSamples: sampler.length,
+    trainName: data.train.name,
+    imgSize: data.imgSize,
+    numClasses: data.numClasses,
+  });
+  const { model, teacher, mode } = await buildModels(cfg, data, o.say);
   const shapes = model.torchShapes();
   const engines = await startEngines(cfg, data, { model, teacher }, backend.name, workers);
-  const loader = makeLoader(cfg, data, o.smoke);
+  const loader = makeLoader(cfg, data, sampler);
   const epochs = o.smoke ? 1 : cfg.epochs;
   const derived: Derived = {
     backend: backend.name,
