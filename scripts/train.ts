@@ -3,8 +3,10 @@
  *
  * NAME is a file of configs/ (e.g. fmnist-deit); FILE a .ts or .json path. Every other `--key value` overrides
  * one config key (unknown or mistyped keys are errors; see lib/train/config.ts). The run folder defaults to
- * results/runs/NAME. `--resume` continues from its checkpoint-last; `--smoke` runs a few steps in seconds
- * (into a temporary folder unless --out is given) on the same code path. SIGINT/SIGTERM stop the run after the
+ * results/runs/NAME. `--resume` continues from its checkpoint-last (a folder with nothing logged starts fresh),
+ * `--resume-from FILE` from another training checkpoint (e.g. its checkpoint-best, when checkpoint-last is
+ * damaged); `--restart` starts a folder's run over (log and checkpoints removed). `--smoke` runs a few steps in
+ * seconds (into a temporary folder unless --out is given) on the same code path. SIGINT/SIGTERM stop the run after the
  * current step with checkpoint-last written (exit 130); a second signal a few seconds later exits at once.
  */
 import { runMain, UsageError } from "../lib/base/cli.ts";
@@ -12,7 +14,8 @@ import { REPO_ROOT } from "../lib/base/paths.ts";
 import { listConfigs, loadConfigFile, parseOverrides, resolveConfig } from "../lib/train/config.ts";
 import { runTraining } from "../lib/train/run.ts";
 
-const USAGE = `usage: deno task train --config NAME|FILE [--key value …] [--out DIR] [--resume] [--smoke]
+const USAGE = `usage: deno task train --config NAME|FILE [--key value …] [--out DIR]
+       [--resume | --resume-from FILE | --restart] [--smoke]
 configs: ${(await listConfigs()).join(", ")}`;
 
 // The first SIGINT/SIGTERM stops the run cleanly after the current step; one more (not the same Ctrl-C relayed by
@@ -49,6 +52,8 @@ await runMain(async () => {
   }
   const configArg = take("--config", true) as string | undefined;
   const out = take("--out", true) as string | undefined;
+  const resumeFrom = take("--resume-from", true) as string | undefined;
+  const restart = take("--restart", false) === true;
   const resume = take("--resume", false) === true;
   const smoke = take("--smoke", false) === true;
   if (!configArg) throw new UsageError(`--config is required\n${USAGE}`);
@@ -60,6 +65,8 @@ await runMain(async () => {
     config,
     out: dir,
     resume,
+    resumeFrom,
+    restart,
     smoke,
     command: ["deno task train", ...Deno.args].join(" "),
     // Relative to the repository when inside it: a run folder holds no machine's absolute paths.
