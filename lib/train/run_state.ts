@@ -622,7 +622,10 @@ export class RunState {
     if (gone.length) say(`--restart: removed ${gone.sort().join(", ")} from ${this.dir}`);
   }
 
-  /** What to do when the checkpoint to resume from is missing or damaged: the commands that continue. */
+  /**
+   * What to do when the checkpoint to resume from is missing or damaged: the commands that go on, one per line
+   * (checkpoint-best when it is readable, starting over; a note on the epoch snapshots, which hold weights only).
+   */
   async #fallbacks(bad?: string): Promise<string> {
     const base = (this.o.command ?? "deno task train …")
       .replace(/\s--resume-from(=|\s+)\S+/g, "")
@@ -636,11 +639,12 @@ export class RunState {
             `continue from checkpoint-best (${position(b)}, acc@1 ${
               fmtAcc(b.best_acc1)
             }; the epochs after it ` +
-              `are redone): ${base} --resume-from ${this.bestPath}`,
+              `are redone):\n    ${base} --resume-from ${this.bestPath}`,
           );
         }
       } catch { /* damaged too */ }
     }
+    ways.push(`start over (log and checkpoints removed):\n    ${base} --restart`);
     const snaps: number[] = [];
     for await (const e of Deno.readDir(this.dir)) {
       const m = e.name.match(/^checkpoint-epoch-(\d+)\.safetensors$/);
@@ -649,12 +653,11 @@ export class RunState {
     if (snaps.length) {
       const n = Math.max(...snaps);
       ways.push(
-        `checkpoint-epoch-${n} holds weights only (no optimiser state), so it cannot continue this run; a new ` +
-          `run can start from it with --finetune ${this.snapshotPath(n)}`,
+        `(checkpoint-epoch-${n} holds weights only, no optimiser state: it cannot continue this run, but a new ` +
+          `run can start from its weights with --finetune ${this.snapshotPath(n)})`,
       );
     }
-    ways.push(`start over (log and checkpoints removed): ${base} --restart`);
-    return ways.join("; or ");
+    return `to go on:\n  ${ways.join("\n  ")}`;
   }
 
   /** `src` copied to `dst` atomically. */
