@@ -155,13 +155,13 @@ export class RunLock {
   static async acquire(dir: string): Promise<RunLock> {
     const path = `${dir}/${LOCK_FILE}`;
     for (let attempt = 0; attempt < 10; attempt++) {
-      const file = await Deno.open(path, { read: true, write: true, create: true });
-      let locked: boolean;
+      let file: Deno.FsFile | undefined, locked: boolean;
       try {
+        file = await Deno.open(path, { read: true, write: true, create: true });
         locked = await file.tryLock(true);
       } catch (e) {
-        file.close();
-        throw e;
+        file?.close();
+        throw new TrainingError(`cannot lock ${path} (${e instanceof Error ? e.message : e})`, { cause: e });
       }
       if (!locked) {
         file.close();
@@ -176,8 +176,10 @@ export class RunLock {
       const now = await Deno.stat(path).catch(() => null);
       if (now && (held.ino === null || (now.ino === held.ino && now.dev === held.dev))) {
         const info = { pid: Deno.pid, host: hostname(), started: new Date().toISOString() };
-        await file.truncate(0);
-        await file.write(new TextEncoder().encode(JSON.stringify(info) + "\n"));
+        try {
+          await file.truncate(0);
+          await file.write(new TextEncoder().encode(JSON.stringify(info) + "\n"));
+        } catch { /* who holds it is for messages only (a full disk may refuse even this) */ }
         return new RunLock(path, file);
       }
       file.close();
@@ -278,7 +280,9 @@ export class RunState {
   static async open(dir: string, o: OpenOptions): Promise<RunState> {
     if (o.restart && o.resumeFrom) throw new TrainingError("--restart and --resume-from exclude each other");
     const say = o.say ?? (() => {});
-    await Deno.mkdir(dir, { recursive: true });
+    await Deno.mkdir(dir, { recursive: true }).catch((e) => {
+      throw new TrainingError(`cannot create ${dir} (${e instanceof Error ? e.message : e})`, { cause: e });
+    });
     const lock = await RunLock.acquire(dir);
     try {
       const stale = await removeStaleTemps(dir);
