@@ -4,8 +4,10 @@
  * NAME is a file of configs/ (e.g. fmnist-deit); FILE a .ts or .json path. Every other `--key value` overrides
  * one config key (unknown keys and values out of range are one-line errors; lib/train/config.ts SCHEMA; `--help`
  * lists them). More --workers than cores is refused unless --oversubscribe. The run folder defaults to
- * results/runs/NAME. `--resume` continues from its checkpoint-last; `--smoke` runs a few steps in seconds
- * (into a temporary folder unless --out is given) on the same code path. SIGINT/SIGTERM stop the run after the
+ * results/runs/NAME. `--resume` continues from its checkpoint-last (a folder with nothing logged starts fresh),
+ * `--resume-from FILE` from another training checkpoint (e.g. its checkpoint-best, when checkpoint-last is
+ * damaged); `--restart` starts a folder's run over (log and checkpoints removed). `--smoke` runs a few steps in
+ * seconds (into a temporary folder unless --out is given) on the same code path. SIGINT/SIGTERM stop the run after the
  * current step with checkpoint-last written (exit 130); a second signal a few seconds later exits at once.
  */
 import { runMain, UsageError } from "../lib/base/cli.ts";
@@ -23,7 +25,8 @@ import {
 import { LAST_CHECKPOINT } from "../lib/io/train_state.ts";
 import { runTraining } from "../lib/train/run.ts";
 
-const USAGE = `usage: deno task train --config NAME|FILE [--key value …] [--out DIR] [--resume] [--smoke]
+const USAGE = `usage: deno task train --config NAME|FILE [--key value …] [--out DIR]
+       [--resume | --resume-from FILE | --restart] [--smoke]
        [--oversubscribe] (allow more --workers than cores)
 configs: ${(await listConfigs()).join(", ")}`;
 
@@ -93,6 +96,8 @@ await runMain(async () => {
   }
   const configArg = take("--config", true) as string | undefined;
   const out = take("--out", true) as string | undefined;
+  const resumeFrom = take("--resume-from", true) as string | undefined;
+  const restart = take("--restart", false) === true;
   const resume = take("--resume", false) === true;
   const smoke = take("--smoke", false) === true;
   const oversubscribe = take("--oversubscribe", false) === true;
@@ -102,13 +107,15 @@ await runMain(async () => {
   const config = resolveConfig(file.config, parseOverrides(args));
   checkWorkers(config.workers, navigator.hardwareConcurrency, oversubscribe);
   const name = configArg.replace(/^.*\//, "").replace(/\.(ts|json)$/, "");
-  if (out !== undefined) await checkRunFolder(out, resume, config);
+  if (out !== undefined) await checkRunFolder(out, resume || resumeFrom !== undefined, config);
   const dir = out ?? (smoke ? await Deno.makeTempDir({ prefix: `smoke-${name}-` }) : `results/runs/${name}`);
-  if (out === undefined && !smoke) await checkRunFolder(dir, resume, config);
+  if (out === undefined && !smoke) await checkRunFolder(dir, resume || resumeFrom !== undefined, config);
   const logs = await runTraining({
     config,
     out: dir,
     resume,
+    resumeFrom,
+    restart,
     smoke,
     command: ["deno task train", ...Deno.args].join(" "),
     // Relative to the repository when inside it: a run folder holds no machine's absolute paths.

@@ -226,8 +226,8 @@ export function serializeSafetensors(tensors: StateDict, metadata?: Record<strin
 }
 
 /**
- * Writes a safetensors file atomically: the bytes go to `path.tmp-<pid>` first and are renamed over `path`,
- * so a killed process leaves either the old file or the new one, never half of one.
+ * Writes a safetensors file atomically (see {@link writeFileAtomic}): a killed process leaves either the old
+ * file or the new one, never half of one. Errors are CheckpointErrors naming the file, the cause kept.
  */
 export async function writeSafetensors(
   path: string | URL,
@@ -236,7 +236,31 @@ export async function writeSafetensors(
 ): Promise<void> {
   const bytes = serializeSafetensors(tensors, metadata);
   const target = displayPath(path);
-  const tmp = `${target}.tmp-${Deno.pid}`;
+  try {
+    await writeFileAtomic(target, bytes);
+  } catch (e) {
+    throw new CheckpointError(`cannot write ${target}: ${e instanceof Error ? e.message : e}`, { cause: e });
+  }
+}
+
+/** The temporary name {@link writeFileAtomic} writes `path` under first: `path.tmp-<pid>`. */
+export function tempPath(path: string, pid = Deno.pid): string {
+  return `${path}.tmp-${pid}`;
+}
+
+/** The PID in a temporary file's name ({@link tempPath}), or null when `name` is not one. */
+export function tempPid(name: string): number | null {
+  const m = name.match(/\.tmp-(\d+)$/);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * Writes `bytes` to `path` atomically: to {@link tempPath} first, flushed, then renamed over `path`, so a
+ * killed process (or a full disk) leaves either the old file or the new one, never half of one. On failure the
+ * temporary file is removed and the error (e.g. ENOSPC, `code` "ENOSPC") is thrown as it came.
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = tempPath(path);
   try {
     using file = await Deno.open(tmp, { write: true, create: true, truncate: true });
     let written = 0;
@@ -245,12 +269,12 @@ export async function writeSafetensors(
     await file.syncData();
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw new CheckpointError(`cannot write ${target}: ${e instanceof Error ? e.message : e}`, { cause: e });
+    throw e;
   }
   try {
-    await Deno.rename(tmp, target);
+    await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw new CheckpointError(`cannot write ${target}: ${e instanceof Error ? e.message : e}`, { cause: e });
+    throw e;
   }
 }

@@ -11,6 +11,10 @@
  *   __metadata__.train_state        JSON: {format: 1, loader, global_step, best_acc1, [partial], rng, optim_step,
  *                                   model} (best_acc1 −Infinity, no evaluation yet, is stored as null)
  *   __metadata__.arch, num_classes  the model's registered name and class count
+ *   __metadata__.epoch_log          the log.jsonl line (JSON, no newline) of the last epoch done at this position
+ *                                   (loader.epoch − 1), when there is one: the checkpoint and its epoch's log
+ *                                   line are one commit, and a resume restores a line the log lacks. Checkpoints
+ *                                   written before this key existed lack it (and resume all the same).
  * A finished run compacted by the sweep keeps everything but the optimiser's slots (and says so in
  * `__metadata__.compacted`).
  */
@@ -25,6 +29,9 @@ const EMA_PREFIX = `${TRAIN_PREFIX}ema.`;
 /** A run folder's checkpoints. */
 export const LAST_CHECKPOINT = "checkpoint-last.safetensors";
 export const BEST_CHECKPOINT = "checkpoint-best.safetensors";
+
+/** The metadata key of the log line of the last epoch done at a checkpoint's position. */
+export const EPOCH_LOG_KEY = "epoch_log";
 
 /** Where a data loader stands: the epoch and batch it yields next (and what it was built with). */
 export interface LoaderPosition {
@@ -68,6 +75,8 @@ export interface TrainingTensors {
 export interface TrainingCheckpoint extends TrainingTensors {
   /** Null when the file holds no training state of a known format (a plain weight file). */
   state: TrainState | null;
+  /** The log line of the last epoch done at the checkpoint's position (`epoch_log`); null when it has none. */
+  epochLog: string | null;
   /** The file's other metadata (arch, num_classes, compacted, …). */
   metadata: Record<string, string>;
 }
@@ -121,19 +130,32 @@ export function trainingStateDict(t: TrainingTensors): StateDict {
   return sd;
 }
 
-/** The metadata of a run's checkpoint: `train_state`, `arch`, `num_classes`. */
-export function trainingMetadata(state: TrainState, numClasses: number): Record<string, string> {
-  return { train_state: encodeTrainState(state), arch: state.model, num_classes: String(numClasses) };
+/** The metadata of a run's checkpoint: `train_state`, `arch`, `num_classes`, and `epoch_log` when given. */
+export function trainingMetadata(
+  state: TrainState,
+  numClasses: number,
+  epochLog?: string,
+): Record<string, string> {
+  return {
+    train_state: encodeTrainState(state),
+    arch: state.model,
+    num_classes: String(numClasses),
+    ...(epochLog !== undefined ? { [EPOCH_LOG_KEY]: epochLog } : {}),
+  };
 }
 
-/** Writes a training checkpoint (atomically: temporary file and rename). */
+/**
+ * Writes a training checkpoint (atomically: temporary file and rename), with the log line of the last epoch
+ * done at its position when given (`epoch_log`).
+ */
 export async function writeTrainingCheckpoint(
   path: string,
   tensors: TrainingTensors,
   state: TrainState,
   numClasses: number,
+  epochLog?: string,
 ): Promise<void> {
-  await writeSafetensors(path, trainingStateDict(tensors), trainingMetadata(state, numClasses));
+  await writeSafetensors(path, trainingStateDict(tensors), trainingMetadata(state, numClasses, epochLog));
 }
 
 /** Splits a checkpoint (as `readCheckpointFile` returns it) into weights, optimiser slots, EMA and state. */
@@ -149,7 +171,14 @@ export function parseTrainingCheckpoint(
     else if (k.startsWith(EMA_PREFIX)) ema[k.slice(EMA_PREFIX.length)] = t.data as Float32Array;
     else if (!isTrainingKey(k)) weights.set(k, t);
   }
-  return { weights, optimSlots, ema, state: decodeTrainState(file.metadata), metadata: file.metadata };
+  return {
+    weights,
+    optimSlots,
+    ema,
+    state: decodeTrainState(file.metadata),
+    epochLog: file.metadata[EPOCH_LOG_KEY] ?? null,
+    metadata: file.metadata,
+  };
 }
 
 /** `path` itself, or a run folder's checkpoint-best (checkpoint-last when the run was compacted). */

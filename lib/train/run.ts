@@ -13,14 +13,18 @@
  *   checkpoint-last.safetensors, checkpoint-best.safetensors
  *                          model weights under timm's names (loadable by `deno task eval`), plus the training
  *                          state under `_train.*` (optimiser slots, EMA) and in the metadata (epoch, loader
- *                          position, every engine's RNG, best accuracy). Written to a temporary file and renamed.
+ *                          position, every engine's RNG, best accuracy, the last epoch's log line). Written to a
+ *                          temporary file and renamed.
+ *   .lock                  held by the trainer working in the folder (its PID, host, start time)
+ *
+ * A kill at any moment loses no logged epoch: see lib/train/run_state.ts's header.
  */
 import { exists } from "../base/paths.ts";
 import { fmtSeconds, Progress } from "../base/progress.ts";
 import { type EvalMetrics, evaluateDataset } from "./evaluate.ts";
 import { lrAt } from "./schedule.ts";
 import { describeRun, type RunSetup, setupRun, TrainingError } from "./setup.ts";
-import { type EpochLog, RunState } from "./run_state.ts";
+import { type EpochLog, RunState, testFault } from "./run_state.ts";
 import type { TrainConfig } from "./config.ts";
 
 export { type Derived, TrainingError } from "./setup.ts";
@@ -30,8 +34,12 @@ export interface RunOptions {
   config: Readonly<TrainConfig>;
   /** The run folder. */
   out: string;
-  /** Continue from `out/checkpoint-last.safetensors`. */
+  /** Continue from `out/checkpoint-last.safetensors` (a folder with nothing logged starts fresh). */
   resume?: boolean;
+  /** Continue from this training checkpoint (e.g. `out/checkpoint-best.safetensors`). */
+  resumeFrom?: string;
+  /** Start over in a folder that holds a run (its log and checkpoints removed). */
+  restart?: boolean;
   /** A few steps and a small evaluation, same code path. */
   smoke?: boolean;
   /** How the run was started (for config.json). */
@@ -58,16 +66,19 @@ interface Run {
 /** Trains a run (see the header) and returns every epoch's log line, a resumed run's earlier ones included. */
 export async function runTraining(o: RunOptions): Promise<EpochLog[]> {
   const say = (line: string) => o.quiet || console.error(line);
-  const st = await RunState.open(o.out, o);
-  const s = await setupRun(o.config, { smoke: o.smoke ?? false, say });
+  const st = await RunState.open(o.out, { ...o, say });
+  let s: RunSetup | undefined;
   try {
+    s = await setupRun(o.config, { smoke: o.smoke ?? false, say });
     await st.start(s, say);
     await st.writeConfig(s, o);
     say(describeRun(s));
     await epochs({ s, st, o, say });
+    if (st.bestMissing) say(`note: ${st.bestMissing}`);
     return st.logs;
   } finally {
-    await s.close();
+    await s?.close();
+    st.close();
   }
 }
 
@@ -188,8 +199,9 @@ async function trainEpoch(r: Run, epoch: number): Promise<EpochTraining | null> 
 }
 
 /**
- * An epoch's end: the evaluation (every `eval_every` epochs and after the last), checkpoint-last (and -best,
- * and a snapshot), then the log line.
+ * An epoch's end: the evaluation (every `eval_every` epochs and after the last), then its commit —
+ * checkpoint-last, carrying the epoch's log line — then checkpoint-best, the snapshot and the log line, which a
+ * resume restores from the commit when a stop came before them.
  */
 async function endEpoch(r: Run, epoch: number, e: EpochTraining): Promise<EpochLog> {
   const { s, st, say } = r;
@@ -220,14 +232,18 @@ async function endEpoch(r: Run, epoch: number, e: EpochTraining): Promise<EpochL
     ...(mTrain ? { train_acc1: mTrain.acc1, train_eval_loss: mTrain.loss } : {}),
     ...(isLast ? { finished: true } : {}),
   };
-  // Checkpoint first, then the log line: a kill in between redoes the epoch instead of skipping it.
-  await st.checkpoint(s);
+  // The commit: checkpoint-last with the log line inside. A stop after it loses nothing: --resume re-appends
+  // the line and writes checkpoint-best and the snapshot if they are missing.
+  const line = JSON.stringify(log);
+  await st.checkpoint(s, undefined, line);
+  testFault(`committed:${epoch}`);
   if (improved) await st.keepBest();
   if (cfg.snapshot_every > 0 && ((epoch + 1) % cfg.snapshot_every === 0 || isLast) && !s.smoke) {
     // Weights only (those the checkpoint has just written), e.g. to pick a teacher by accuracy.
     await st.snapshot(s, epoch + 1, m.acc1);
   }
-  await st.appendLog(log);
+  testFault(`logging:${epoch}`);
+  await st.appendLog(log, line);
   say(
     `epoch ${epoch}: train loss ${log.train_loss.toFixed(4)}, test acc@1 ${m.acc1.toFixed(2)} acc@5 ` +
       `${m.acc5.toFixed(2)} loss ${m.loss.toFixed(4)}${
