@@ -426,3 +426,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test("evaluation of a run leaves unreadable images out and counts them; none readable is an error", async () => {
+  const { evaluateDataset } = await import("../lib/train/evaluate.ts");
+  const { DataError } = await import("../lib/data/dataset.ts");
+  const image = { width: 8, height: 8, channels: 3, data: new Uint8Array(8 * 8 * 3).fill(128) };
+  const data = {
+    name: "fake",
+    classes: ["a", "b"],
+    length: 5,
+    get: (i: number) =>
+      i === 1 || i === 3
+        ? Promise.reject(new DataError(`x${i}.jpg: not an image`))
+        : Promise.resolve({ image, label: i % 2 }),
+  };
+  // Class 0 always wins: images 0, 2, 4 (label 0) are hits; 1 and 3 cannot be read.
+  const predict = (_x: Float32Array, shape: number[]) =>
+    Promise.resolve(Float32Array.from({ length: shape[0] * 2 }, (_, k) => (k % 2 === 0 ? 1 : 0)));
+  const m = await evaluateDataset(data as never, 8, 2, predict);
+  assertEquals([m.count, m.unreadable, m.acc1], [3, 2, 100]);
+  const none = { ...data, get: () => Promise.reject(new DataError("not an image")) };
+  await assertRejects(() => evaluateDataset(none as never, 8, 2, predict), DataError, "none of its 5 images");
+});

@@ -10,7 +10,7 @@ import type { ImageSample } from "../data/imagefolder.ts";
 import { evalBatches } from "../data/eval_loader.ts";
 import { Progress } from "../base/progress.ts";
 import type { Classifier } from "../models/classifier.ts";
-import { type DataError, type Dataset, type ImageU8 } from "../data/dataset.ts";
+import { DataError, type Dataset, type ImageU8 } from "../data/dataset.ts";
 import { deitEvalImage } from "../data/transforms/eval.ts";
 
 export interface EvalMetrics {
@@ -20,6 +20,8 @@ export interface EvalMetrics {
   count: number;
   /** Images whose logits were not all finite (counted wrong; the loss is then NaN). */
   nonFinite?: number;
+  /** Images that could not be read (left out of every figure, as `deno task eval` does). */
+  unreadable?: number;
 }
 
 /** A model whose outputs are NaN or infinite: its weights diverged (a learning rate too high, mostly). */
@@ -74,17 +76,30 @@ export async function evaluateDataset(
   predict: (x: Float32Array, shape: [number, number, number, number]) => Promise<Float32Array>,
   opts: { allowNonFinite?: boolean } = {},
 ): Promise<EvalMetrics> {
-  let hit1 = 0, hit5 = 0, lossSum = 0, count = 0, nonFinite = 0;
+  let hit1 = 0, hit5 = 0, lossSum = 0, count = 0, nonFinite = 0, unreadable = 0;
   const per = size * size * 3;
   for (let start = 0; start < data.length; start += batchSize) {
-    const n = Math.min(batchSize, data.length - start);
+    const want = Math.min(batchSize, data.length - start);
+    // Read the batch; an unreadable image is left out and counted (a dataset's own errors are DataErrors).
+    const read = await Promise.all(Array.from({ length: want }, async (_, i) => {
+      try {
+        const s = await data.get(start + i);
+        return { label: s.label, image: await evalImage(s.image, size) };
+      } catch (e) {
+        if (e instanceof DataError) return null;
+        throw e;
+      }
+    }));
+    const ok = read.filter((r) => r !== null);
+    unreadable += want - ok.length;
+    const n = ok.length;
+    if (n === 0) continue;
     const x = new Float32Array(n * per);
     const labels = new Int32Array(n);
-    await Promise.all(Array.from({ length: n }, async (_, i) => {
-      const s = await data.get(start + i);
-      labels[i] = s.label;
-      await evalImage(s.image, size, x.subarray(i * per, (i + 1) * per));
-    }));
+    ok.forEach((r, i) => {
+      labels[i] = r.label;
+      x.set(r.image, i * per);
+    });
     const logits = await predict(x, [n, size, size, 3]);
     const C = logits.length / n;
     for (let i = 0; i < n; i++) {
@@ -102,12 +117,14 @@ export async function evaluateDataset(
       );
     }
   }
+  if (count === 0) throw new DataError(`${data.name}: none of its ${data.length} images could be read`);
   return {
     acc1: (100 * hit1) / count,
     acc5: (100 * hit5) / count,
     loss: lossSum / count,
     count,
     ...(nonFinite ? { nonFinite } : {}),
+    ...(unreadable ? { unreadable } : {}),
   };
 }
 

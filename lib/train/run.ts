@@ -230,6 +230,8 @@ async function endEpoch(r: Run, epoch: number, e: EpochTraining): Promise<EpochL
     steps: e.steps,
     best_acc1: st.best,
     ...(mTrain ? { train_acc1: mTrain.acc1, train_eval_loss: mTrain.loss } : {}),
+    ...(s.loader.unreadable.length ? { train_unreadable: s.loader.unreadable.length } : {}),
+    ...(m.unreadable ? { test_unreadable: m.unreadable } : {}),
     ...(isLast ? { finished: true } : {}),
   };
   // The commit: checkpoint-last with the log line inside. A stop after it loses nothing: --resume re-appends

@@ -42,6 +42,10 @@ export interface EpochLog {
   /** With `train_eval_limit`: the same evaluation on training images (eval transform, no augmentation). */
   train_acc1?: number;
   train_eval_loss?: number;
+  /** Training images skipped so far as unreadable (each replaced by the next readable one); absent when none. */
+  train_unreadable?: number;
+  /** Test images this evaluation could not read (left out of its figures); absent when none. */
+  test_unreadable?: number;
   finished?: boolean;
 }
 
