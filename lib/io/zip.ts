@@ -62,8 +62,8 @@ export function crc32(bytes: Uint8Array): number {
   let c = -1;
   let i = 0;
   const n = bytes.length;
-  if (HOST_LITTLE_ENDIAN) {
-    while (i < n && (bytes.byteOffset + i) & 3) c = t[(c ^ bytes[i++]) & 0xff] ^ c >>> 8;
+  if (HOST_LITTLE_ENDIAN && n >= 64) {
+    while ((bytes.byteOffset + i) & 3) c = t[(c ^ bytes[i++]) & 0xff] ^ c >>> 8;
     const words = new Int32Array(bytes.buffer, bytes.byteOffset + i, (n - i) >>> 2);
     const blocks = words.length & ~3;
     for (let j = 0; j < blocks; j += 4) {
