@@ -124,13 +124,18 @@ export function crc32Reference(bytes: Uint8Array): number {
 
 export interface ZipEntry {
   name: string;
+  /** the uncompressed bytes (for a stored entry, what is written). */
   data: Uint8Array;
   /** CRC to write (default: the data's). */
   crc?: number;
+  /** a deflated entry: its compressed bytes (method 8), written instead of `data`; `size` is then declared. */
+  deflated?: Uint8Array;
+  /** the uncompressed size to declare (default `data.length`). */
+  size?: number;
 }
 
 /**
- * A zip of stored (uncompressed) entries laid out as PyTorch's writer does: local header (with a data
+ * A zip of stored (uncompressed, unless an entry brings its deflated bytes) entries laid out as PyTorch's writer does: local header (with a data
  * descriptor flag, zero sizes), data, data descriptor; then the central directory and its end record.
  * Duplicate names are written as given. `descriptor: false` writes sizes and CRC in the local header instead.
  */
@@ -143,28 +148,31 @@ export function storedZip(entries: ZipEntry[], opts: { descriptor?: boolean } = 
   for (const e of entries) {
     const name = utf8(e.name);
     const crc = e.crc ?? crc32Reference(e.data);
-    const size = e.data.length;
+    const size = e.size ?? e.data.length;
+    const body = e.deflated ?? e.data;
+    const method = e.deflated ? 8 : 0;
     const local = new Uint8Array(30 + name.length);
     const lv = new DataView(local.buffer);
     lv.setUint32(0, 0x04034b50, true);
     lv.setUint16(4, 20, true);
     lv.setUint16(6, descriptor ? 0x0808 : 0x0800, true);
+    lv.setUint16(8, method, true);
     if (!descriptor) {
       lv.setUint32(14, crc, true);
-      lv.setUint32(18, size, true);
+      lv.setUint32(18, body.length, true);
       lv.setUint32(22, size, true);
     }
     lv.setUint16(26, name.length, true);
     local.set(name, 30);
     const at = offset;
     push(local);
-    push(e.data);
+    push(body);
     if (descriptor) {
       const d = new Uint8Array(16);
       const dv = new DataView(d.buffer);
       dv.setUint32(0, 0x08074b50, true);
       dv.setUint32(4, crc, true);
-      dv.setUint32(8, size, true);
+      dv.setUint32(8, body.length, true);
       dv.setUint32(12, size, true);
       push(d);
     }
@@ -174,8 +182,9 @@ export function storedZip(entries: ZipEntry[], opts: { descriptor?: boolean } = 
     cv.setUint16(4, 20, true);
     cv.setUint16(6, 20, true);
     cv.setUint16(8, descriptor ? 0x0808 : 0x0800, true);
+    cv.setUint16(10, method, true);
     cv.setUint32(16, crc, true);
-    cv.setUint32(20, size, true);
+    cv.setUint32(20, body.length, true);
     cv.setUint32(24, size, true);
     cv.setUint16(28, name.length, true);
     cv.setUint32(42, at, true);
@@ -196,6 +205,39 @@ export function storedZip(entries: ZipEntry[], opts: { descriptor?: boolean } = 
   let at = 0;
   for (const p of parts) (out.set(p, at), at += p.length);
   return out;
+}
+
+/** Where an entry's records lie in a zip: its central directory record and its local header. */
+export interface ZipRecord {
+  name: string;
+  central: number;
+  local: number;
+}
+
+/** The records of a zip's central directory (a plain archive, no zip64), to patch fields in tests. */
+export function zipRecords(zip: Uint8Array): ZipRecord[] {
+  const dv = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  let end = zip.length - 22;
+  while (dv.getUint32(end, true) !== 0x06054b50) end--;
+  const count = dv.getUint16(end + 10, true);
+  let at = dv.getUint32(end + 16, true);
+  const out: ZipRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const n = dv.getUint16(at + 28, true);
+    const name = new TextDecoder().decode(zip.subarray(at + 46, at + 46 + n));
+    out.push({ name, central: at, local: dv.getUint32(at + 42, true) });
+    at += 46 + n + dv.getUint16(at + 30, true) + dv.getUint16(at + 32, true);
+  }
+  return out;
+}
+
+/** The entries of a stored zip (name and bytes, in directory order), to rewrite it. */
+export function zipEntries(zip: Uint8Array): ZipEntry[] {
+  const dv = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  return zipRecords(zip).map(({ name, central, local }) => {
+    const start = local + 30 + dv.getUint16(local + 26, true) + dv.getUint16(local + 28, true);
+    return { name, data: zip.slice(start, start + dv.getUint32(central + 20, true)) };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -229,6 +271,8 @@ export interface PthOptions {
   archive?: string;
   /** more top-level items, written by hand after the weights. */
   extra?: (p: Pickle) => void;
+  /** more zip entries (e.g. the storages the `extra` items reference). */
+  entries?: ZipEntry[];
   /** the zip writer (default storedZip, PyTorch's layout). */
   zip?: (entries: ZipEntry[]) => Uint8Array;
 }
@@ -265,7 +309,7 @@ export function pthBytes(sd: StateDict, opts: PthOptions = {}): Uint8Array {
   }
   entries.push({ name: `${archive}/data.pkl`, data: p.done() });
   entries.push({ name: `${archive}/byteorder`, data: utf8("little") });
-  entries.push(...storages);
+  entries.push(...storages, ...(opts.entries ?? []));
   entries.push({ name: `${archive}/version`, data: utf8("3\n") });
   return (opts.zip ?? storedZip)(entries);
 }
