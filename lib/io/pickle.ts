@@ -509,10 +509,9 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       default:
         if (OPNAMES[op]) {
+          const opname = OPNAMES[op];
           fail(
-            `the pickle uses opcode ${
-              OPNAMES[op]
-            } at byte ${opAt}, which torch.save never writes; refusing to load`,
+            `the pickle uses opcode ${opname} at byte ${opAt}, which torch.save never writes; refusing to load`,
           );
         }
         bad(`unknown opcode 0x${op.toString(16).padStart(2, "0")}`);

@@ -199,7 +199,7 @@ class TensorRef {
 
 /** A short human-readable description of an unpickled value, for error messages. */
 function describe(x: unknown): string {
-  if (x instanceof TensorRef) return `tensor ${JSON.stringify(x.shape)}`;
+  if (x instanceof TensorRef) return `tensor ${dims(x.shape)}`;
   if (x instanceof StorageRef) return `storage ${printable(x.key)}`;
   if (x instanceof PyObject) return `${printable(x.cls)}(…) (unsupported object)`;
   return describeValue(x);
@@ -223,7 +223,10 @@ class Plain {
           `under ${where}; refusing to load`,
       );
     }
-    if (x === null || ["number", "string", "boolean", "bigint"].includes(typeof x)) return x;
+    const type = typeof x;
+    if (x === null || type === "number" || type === "string" || type === "boolean" || type === "bigint") {
+      return x;
+    }
     if (x instanceof TensorRef || x instanceof StorageRef || typeof x !== "object") return undefined;
     if (x instanceof Uint8Array) return x.slice();
     if (x instanceof PyGlobal) return { __global__: x.qualname };
@@ -282,6 +285,11 @@ function isTensorDict(x: unknown): x is Map<unknown, unknown> {
   return false;
 }
 
+/** A shape or stride list for a message, cut after 8 entries. */
+function dims(xs: readonly number[]): string {
+  return xs.length > 8 ? `[${xs.slice(0, 8).join(",")},… (${xs.length} dims)]` : JSON.stringify(xs);
+}
+
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -319,12 +327,9 @@ function parsePthUnguarded(bytes: Uint8Array, name: string): PthCheckpoint {
     if (entry.method !== 0) {
       inflateLeft -= entry.size;
       if (inflateLeft < 0) {
-        fail(
-          `zip entry ${printable(entryName)} would inflate ${formatBytes(entry.compressedSize)} to ` +
-            `${formatBytes(entry.size)}, more than a ${
-              formatBytes(bytes.length)
-            } checkpoint can need; refusing`,
-        );
+        const [from, to, file] = [entry.compressedSize, entry.size, bytes.length].map(formatBytes);
+        const what = `zip entry ${printable(entryName)}`;
+        fail(`${what} would inflate ${from} to ${to}, more than a ${file} checkpoint can need; refusing`);
       }
     }
     return zip.read(entryName);
@@ -399,11 +404,9 @@ function parsePthUnguarded(bytes: Uint8Array, name: string): PthCheckpoint {
     }
     const extent = stridedExtent(shape, strides, offset);
     if (extent > storage.numel) {
+      const layout = `shape ${dims(shape)} with strides ${dims(strides)} at offset ${offset}`;
       fail(
-        `${where}: shape ${JSON.stringify(shape)} with strides ${
-          JSON.stringify(strides)
-        } at offset ${offset} ` +
-          `needs ${extent} elements of ${storage.dtype}, but its storage holds only ${storage.numel}`,
+        `${where}: ${layout} needs ${extent} elements of ${storage.dtype}, but its storage holds only ${storage.numel}`,
       );
     }
     const size = numel(shape) * (storage.dtype === "BOOL" ? 1 : 4);
@@ -428,12 +431,10 @@ function parsePthUnguarded(bytes: Uint8Array, name: string): PthCheckpoint {
   }
   if (largest && decodedBytes > 4 * storageBytes + DECODE_SLACK) {
     const [key, t, size] = largest;
+    const held = formatBytes(storageBytes);
     fail(
-      `tensor ${printable(key)}: shape ${JSON.stringify(t.shape)} (strides ${
-        JSON.stringify(t.strides)
-      }) would ` +
-        `decode to ${formatBytes(size)}, far more than the ${formatBytes(storageBytes)} its checkpoint's ` +
-        `storages hold; refusing to load`,
+      `tensor ${printable(key)}: shape ${dims(t.shape)} (strides ${dims(t.strides)}) would decode to ` +
+        `${formatBytes(size)}, far more than the ${held} its checkpoint's storages hold; refusing to load`,
     );
   }
 
@@ -569,11 +570,10 @@ function unpickleCheckpoint(pkl: Uint8Array, name: string): unknown {
         return created;
       }
       if (storage.typeName !== typeName || storage.numel !== count) {
+        const [first, second] = [printable(storage.typeName), printable(typeName)];
         fail(
-          `storage ${printable(key)} is declared twice, as ${
-            printable(storage.typeName)
-          } of ${storage.numel} ` +
-            `and as ${printable(typeName)} of ${count}`,
+          `storage ${printable(key)} is declared twice, as ${first} of ${storage.numel} and as ${second} ` +
+            `of ${count}`,
         );
       }
       return storage;

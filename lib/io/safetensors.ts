@@ -80,6 +80,18 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
  * Throws CheckpointError on a truncated file, a corrupt header or a tensor entry that does not add up.
  */
 export function parseSafetensors(bytes: Uint8Array, name = "<bytes>"): Safetensors {
+  try {
+    return parseUnguarded(bytes, name);
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    // Only a corrupt file that slipped past the checks can get here.
+    throw new CheckpointError(`${name}: corrupt checkpoint (${e instanceof Error ? e.message : e})`, {
+      cause: e,
+    });
+  }
+}
+
+function parseUnguarded(bytes: Uint8Array, name: string): Safetensors {
   const fail = (problem: string): never => {
     throw new CheckpointError(`${name}: ${problem}`);
   };
@@ -169,19 +181,13 @@ export function parseSafetensors(bytes: Uint8Array, name = "<bytes>"): Safetenso
     const { key, begin, end } = entries[i];
     if (begin < covered) {
       const prev = entries[i - 1];
-      fail(
-        `tensor ${printable(key)}: data_offsets [${begin}, ${end}] overlap those of tensor ${
-          printable(prev.key)
-        } ` +
-          `[${prev.begin}, ${prev.end}]; refusing shared bytes`,
-      );
+      const other = `tensor ${printable(prev.key)} [${prev.begin}, ${prev.end}]`;
+      const where = `tensor ${printable(key)}: data_offsets [${begin}, ${end}]`;
+      fail(`${where} overlap those of ${other}; refusing shared bytes`);
     }
     if (begin > covered) {
-      fail(
-        `tensor ${
-          printable(key)
-        }: data_offsets [${begin}, ${end}] leave bytes ${covered}–${begin} unaccounted for`,
-      );
+      const where = `tensor ${printable(key)}: data_offsets [${begin}, ${end}]`;
+      fail(`${where} leave bytes ${covered}–${begin} unaccounted for`);
     }
     covered = end;
   }

@@ -120,11 +120,11 @@ export function decodeStrided(
   const available = Math.floor(bytes.length / itemsize);
   const extent = stridedExtent(shape, strides, offset);
   if (extent > available) {
+    const [sizes, steps] = [JSON.stringify(shape), JSON.stringify(strides)];
+    const layout = `shape ${sizes} with strides ${steps} at offset ${offset}`;
     throw new CheckpointError(
-      `${context}: shape ${JSON.stringify(shape)} with strides ${
-        JSON.stringify(strides)
-      } at offset ${offset} ` +
-        `needs ${extent} elements of ${dtype}, but its storage holds only ${available} (truncated storage?)`,
+      `${context}: ${layout} needs ${extent} elements of ${dtype}, but its storage holds only ${available} ` +
+        `(truncated storage?)`,
     );
   }
   if (n > MAX_ELEMENTS) {

@@ -216,12 +216,8 @@ export class ZipArchive {
         corrupt(`${where} is stored but its sizes differ (${compressedSize} vs ${size})`);
       }
       if (method === 8 && size > compressedSize * MAX_DEFLATE_RATIO + 1024) {
-        this.fail(
-          `${where} claims to inflate ${formatBytes(compressedSize)} to ${
-            formatBytes(size)
-          }, more than deflate ` +
-            `can produce; refusing`,
-        );
+        const [from, to] = [formatBytes(compressedSize), formatBytes(size)];
+        this.fail(`${where} claims to inflate ${from} to ${to}, more than deflate can produce; refusing`);
       }
       // Its local header: present, for the same entry, with the same method (and the same CRC and sizes unless
       // they are deferred to a data descriptor).
@@ -282,11 +278,10 @@ export class ZipArchive {
     const data = entry.method === 0 ? raw : this.inflate(raw, entry.size, where);
     const crc = crc32(data);
     if (crc !== entry.crc) {
+      const [recorded, computed] = [hex(entry.crc), hex(crc)];
       this.fail(
-        `${where} fails its CRC-32 check (the archive records ${hex(entry.crc)}, its bytes give ${
-          hex(crc)
-        }): ` +
-          `the file is corrupt`,
+        `${where} fails its CRC-32 check (the archive records ${recorded}, its bytes give ${computed}): the ` +
+          `file is corrupt`,
       );
     }
     return data;
