@@ -187,6 +187,18 @@ function hostileCases(): Hostile[] {
     }),
     "nested more than",
   );
+  // Cheap opcodes, costly objects: 4 MB of EMPTY_DICT would be 4 million Maps (~900 MB), of MEMOIZE 4 million
+  // memo entries, of EMPTY_LIST 4 million arrays.
+  for (
+    const [file, op, expect] of [
+      ["many_dicts.pth", 0x7d, "dicts or sets"],
+      ["many_sets.pth", 0x8f, "dicts or sets"],
+      ["many_lists.pth", 0x5d, "lists, tuples or objects"],
+      ["many_memo.pth", 0x94, "memoizes more than"],
+    ] as const
+  ) {
+    add(file, checkpoint((p) => p.str("x").op(0x4e).raw(new Uint8Array(4 << 20).fill(op))), expect);
+  }
   add(
     "nested_dicts.pth",
     checkpoint((p) => {

@@ -44,6 +44,14 @@ export interface UnpickleOptions {
 
 /** Integers longer than this (LONG1/LONG4 bytes, text digits) are refused: no checkpoint value needs them. */
 export const MAX_INT_BYTES = 256;
+/**
+ * What one pickle may build, far above what a training checkpoint holds (a DeiT-B with its EMA and optimizer
+ * state: some thousands of each), so that memory stays within a few hundred MB whatever the pickle's length:
+ * an empty dict costs one opcode byte but ~200 bytes of memory.
+ */
+export const MAX_CONTAINERS = 2_000_000;
+export const MAX_DICTS = 500_000;
+export const MAX_MEMO = 1_000_000;
 const MAX_LINE = 4096;
 
 const OPNAMES: Record<number, string> = {
@@ -132,6 +140,7 @@ export function describeValue(x: unknown): string {
 }
 
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const EMPTY_TUPLE: readonly unknown[] = Object.freeze([]);
 const asInt = (v: bigint): number | bigint => (v >= -SAFE && v <= SAFE ? Number(v) : v);
 
 /** Unpickles `bytes`; see the module comment. Every failure is a CheckpointError starting with `opts.name`. */
@@ -199,7 +208,20 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
     if (m === undefined) return bad("no MARK");
     return stack.splice(m);
   };
-  const tuple = (items: unknown[]) => Object.freeze(items);
+  let containers = 0;
+  let dicts = 0;
+  /** Counts a new list, tuple or object (or dict or set) against the limits, and returns it. */
+  const made = <T>(x: T): T => {
+    if (x instanceof Map || x instanceof Set) {
+      if (++dicts > MAX_DICTS) {
+        fail(`the pickle builds more than ${MAX_DICTS} dicts or sets; refusing to load`);
+      }
+    } else if (typeof x === "object" && x !== null && ++containers > MAX_CONTAINERS) {
+      fail(`the pickle builds more than ${MAX_CONTAINERS} lists, tuples or objects; refusing to load`);
+    }
+    return x;
+  };
+  const tuple = (items: unknown[]) => made(Object.freeze(items));
   const list = (): unknown[] => {
     const l = top();
     if (!Array.isArray(l) || Object.isFrozen(l)) bad(`appends to a ${describeValue(l)}, not a list`);
@@ -237,13 +259,16 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
     if (f.call === undefined) {
       return fail(`the pickle calls ${f.qualname}, which is not callable here; refusing to load`);
     }
-    return f.call(args);
+    return made(f.call(args));
   };
   const memoGet = (i: number) => {
     if (!memo.has(i)) bad(`memo entry ${i} is not set`);
     return memo.get(i);
   };
-  const memoPut = (i: number) => memo.set(i, top());
+  const memoPut = (i: number) => {
+    memo.set(i, top());
+    if (memo.size > MAX_MEMO) fail(`the pickle memoizes more than ${MAX_MEMO} values; refusing to load`);
+  };
 
   while (true) {
     opAt = pos;
@@ -358,7 +383,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         stack.push(take(u64()).slice());
         break;
       case 0x29: // EMPTY_TUPLE
-        stack.push(tuple([]));
+        stack.push(EMPTY_TUPLE);
         break;
       case 0x74: // TUPLE
         stack.push(tuple(popMark()));
@@ -373,10 +398,10 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       }
       case 0x5d: // EMPTY_LIST
-        stack.push([]);
+        stack.push(made([]));
         break;
       case 0x6c: // LIST
-        stack.push(popMark());
+        stack.push(made(popMark()));
         break;
       case 0x61: { // APPEND
         const v = pop();
@@ -390,12 +415,12 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       }
       case 0x7d: // EMPTY_DICT
-        stack.push(new Map());
+        stack.push(made(new Map()));
         break;
       case 0x64: { // DICT
         const items = popMark();
         if (items.length % 2) bad("an odd number of items");
-        const d = new Map();
+        const d = made(new Map());
         for (let i = 0; i < items.length; i += 2) d.set(items[i], items[i + 1]);
         stack.push(d);
         break;
@@ -414,7 +439,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       }
       case 0x8f: // EMPTY_SET
-        stack.push(new Set());
+        stack.push(made(new Set()));
         break;
       case 0x90: { // ADDITEMS
         const items = popMark();
@@ -424,7 +449,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       }
       case 0x91: // FROZENSET
-        stack.push(new Set(popMark()));
+        stack.push(made(new Set(popMark())));
         break;
       case 0x67: // GET (text)
         stack.push(memoGet(Number(parseInt(line()))));
