@@ -16,6 +16,8 @@ import {
 } from "../lib/io/safetensors.ts";
 import { CheckpointError, decodeStrided, type HostTensor, type StateDict } from "../lib/io/tensor.ts";
 import { fromFileUrl } from "../lib/base/paths.ts";
+import { crc32, crc32Portable } from "../lib/io/zip.ts";
+import { crc32Reference } from "./pth_writer.ts";
 
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url);
 const fixture = (file: string) => fromFileUrl(new URL(file, FIXTURES));
@@ -448,5 +450,19 @@ Deno.test("F16: every half value decodes exactly (both byte orders, strided), as
     for (const [i, j] of [[0, 0], [1, 2], [255, 60], [7, 124], [200, 255]]) {
       assert(Object.is(tt.data[i * 256 + j], half(j * 256 + i)));
     }
+  }
+});
+
+Deno.test("CRC-32: node:zlib's, the portable one and a bitwise reference agree (every length and alignment)", () => {
+  const check = "123456789";
+  assertEquals(crc32(new TextEncoder().encode(check)), 0xcbf43926);
+  assertEquals(crc32Portable(new TextEncoder().encode(check)), 0xcbf43926);
+  assertEquals(crc32Portable(new Uint8Array(0)), 0);
+  const data = noise(5000, 11);
+  for (const [start, length] of [[0, 0], [1, 63], [3, 64], [2, 65], [5, 1000], [7, 4993], [0, 5000]]) {
+    const view = data.subarray(start, start + length);
+    const expected = crc32Reference(view);
+    assertEquals(crc32(view), expected, `${start}+${length}`);
+    assertEquals(crc32Portable(view), expected, `${start}+${length}`);
   }
 });

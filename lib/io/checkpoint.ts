@@ -42,8 +42,15 @@ function looksLikeSafetensors(bytes: Uint8Array): boolean {
  * Throws CheckpointError naming the path for a missing, unrecognized, legacy-format or damaged file.
  */
 export async function readCheckpointFile(path: string | URL): Promise<CheckpointFile> {
-  const bytes = await readCheckpointBytes(path);
-  const name = displayPath(path);
+  return parseCheckpoint(await readCheckpointBytes(path), displayPath(path));
+}
+
+/**
+ * Parses checkpoint bytes held in memory, as readCheckpointFile does a file; `name` starts every error message.
+ * Every failure, however the bytes are damaged or doctored, is a CheckpointError (see pth.ts and
+ * safetensors.ts for what is checked).
+ */
+export function parseCheckpoint(bytes: Uint8Array, name = "<bytes>"): CheckpointFile {
   if (ZIP_MAGIC.every((b, i) => bytes[i] === b)) {
     const { stateDict, extra } = parsePth(bytes, name);
     return { stateDict, extra, format: "pth", metadata: {} };

@@ -4,6 +4,11 @@
  * then the raw little-endian tensor bytes; offsets count from the first byte after the header.
  *
  * Reading decodes every tensor to a HostTensor (see tensor.ts for the dtype mapping); writing is atomic.
+ *
+ * Reading is as strict as the reference library (huggingface/safetensors): the header is at most 100 MB of JSON
+ * with no key twice (at any level: JSON.parse would silently keep the last), and the tensors' byte ranges tile
+ * the data section exactly — in order, starting at 0, no overlap, no gap, nothing after the last — so no two
+ * tensors can share bytes and no bytes go unaccounted for.
  */
 
 import {
@@ -16,6 +21,7 @@ import {
   isIndexList,
   ITEMSIZE,
   numel,
+  printable,
   readCheckpointBytes,
   type StateDict,
 } from "./tensor.ts";
@@ -28,6 +34,42 @@ export interface Safetensors {
 
 const METADATA_KEY = "__metadata__";
 const PREFIX_BYTES = 8;
+/** The reference library's limit on the JSON header. */
+const MAX_HEADER_BYTES = 100_000_000;
+
+/**
+ * The first key that appears twice in one object of a JSON text (already known to be valid JSON), or undefined.
+ * A single pass with an explicit stack, so no nesting depth can overflow anything.
+ */
+function duplicateKey(json: string): string | undefined {
+  const objects: (Set<string> | null)[] = [];
+  let i = 0;
+  while (i < json.length) {
+    const ch = json.charCodeAt(i);
+    if (ch === 0x22) { // a string: find its end, then whether it is a key (an object's, followed by ":")
+      let j = i + 1;
+      while (json.charCodeAt(j) !== 0x22) j += json.charCodeAt(j) === 0x5c ? 2 : 1;
+      const literal = json.slice(i, j + 1);
+      i = j + 1;
+      const keys = objects[objects.length - 1];
+      if (keys) {
+        let k = i;
+        while (k < json.length && " \t\n\r".includes(json[k])) k++;
+        if (json[k] === ":") {
+          const key = JSON.parse(literal) as string; // "\\u0061" and "a" are the same key
+          if (keys.has(key)) return key;
+          keys.add(key);
+        }
+      }
+      continue;
+    }
+    if (ch === 0x7b) objects.push(new Set()); // {
+    else if (ch === 0x5b) objects.push(null); // [
+    else if (ch === 0x7d || ch === 0x5d) objects.pop(); // } ]
+    i++;
+  }
+  return undefined;
+}
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
@@ -38,6 +80,18 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
  * Throws CheckpointError on a truncated file, a corrupt header or a tensor entry that does not add up.
  */
 export function parseSafetensors(bytes: Uint8Array, name = "<bytes>"): Safetensors {
+  try {
+    return parseUnguarded(bytes, name);
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    // Only a corrupt file that slipped past the checks can get here.
+    throw new CheckpointError(`${name}: corrupt checkpoint (${e instanceof Error ? e.message : e})`, {
+      cause: e,
+    });
+  }
+}
+
+function parseUnguarded(bytes: Uint8Array, name: string): Safetensors {
   const fail = (problem: string): never => {
     throw new CheckpointError(`${name}: ${problem}`);
   };
@@ -52,16 +106,26 @@ export function parseSafetensors(bytes: Uint8Array, name = "<bytes>"): Safetenso
       `truncated or corrupt: header length ${headerLength} exceeds the ${afterPrefix} bytes after the length prefix`,
     );
   }
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) {
+    fail(
+      `corrupt header: its length ${headerLength} exceeds the format's limit of ${MAX_HEADER_BYTES} bytes`,
+    );
+  }
   const dataStart = PREFIX_BYTES + Number(headerLength);
 
   let header: unknown;
+  let text = "";
   try {
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(PREFIX_BYTES, dataStart));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(PREFIX_BYTES, dataStart));
     header = JSON.parse(text);
   } catch (e) {
     fail(`corrupt header: not valid UTF-8 JSON (${e instanceof Error ? e.message : e})`);
   }
   if (!isPlainObject(header)) return fail("corrupt header: the JSON header is not an object");
+  const twice = duplicateKey(text);
+  if (twice !== undefined) {
+    fail(`corrupt header: key ${printable(twice)} appears twice; refusing to pick one`);
+  }
 
   const metadata: Record<string, string> = {};
   const rawMetadata = header[METADATA_KEY];
@@ -111,6 +175,27 @@ export function parseSafetensors(bytes: Uint8Array, name = "<bytes>"): Safetenso
   // A zero-size tensor written just before another shares its begin, hence the end as tie-break; the sort is
   // stable, so only several zero-size tensors at one offset fall back to header order.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  // The ranges tile the data section: each begins where the previous one ends.
+  let covered = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const { key, begin, end } = entries[i];
+    if (begin < covered) {
+      const prev = entries[i - 1];
+      const other = `tensor ${printable(prev.key)} [${prev.begin}, ${prev.end}]`;
+      const where = `tensor ${printable(key)}: data_offsets [${begin}, ${end}]`;
+      fail(`${where} overlap those of ${other}; refusing shared bytes`);
+    }
+    if (begin > covered) {
+      const where = `tensor ${printable(key)}: data_offsets [${begin}, ${end}]`;
+      fail(`${where} leave bytes ${covered}–${begin} unaccounted for`);
+    }
+    covered = end;
+  }
+  if (covered !== data.length) {
+    fail(
+      `${data.length - covered} bytes after the last tensor's data (the header does not account for them)`,
+    );
+  }
   const tensors: StateDict = new Map();
   for (const { key, tensor } of entries) tensors.set(key, tensor());
   return { tensors, metadata };

@@ -79,6 +79,8 @@ export function isIndexList(x: unknown): x is number[] {
 }
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** The most elements one decoded tensor may have (a typed array's limit is 2^32 and more bytes than RAM). */
+const MAX_ELEMENTS = 2 ** 31 - 1;
 
 /** Where the elements of a (possibly strided) tensor live inside a raw buffer; all counts are in elements. */
 export interface StridedLayout {
@@ -116,18 +118,19 @@ export function decodeStrided(
   const n = numel(shape);
   const itemsize = ITEMSIZE[dtype];
   const available = Math.floor(bytes.length / itemsize);
-  if (n > 0) {
-    const last = shape.reduce((acc, dim, k) => acc + (dim - 1) * strides[k], offset);
-    if (last >= available) {
-      throw new CheckpointError(
-        `${context}: shape ${JSON.stringify(shape)} with strides ${
-          JSON.stringify(strides)
-        } at offset ${offset} ` +
-          `needs ${
-            last + 1
-          } elements of ${dtype}, but its storage holds only ${available} (truncated storage?)`,
-      );
-    }
+  const extent = stridedExtent(shape, strides, offset);
+  if (extent > available) {
+    const [sizes, steps] = [JSON.stringify(shape), JSON.stringify(strides)];
+    const layout = `shape ${sizes} with strides ${steps} at offset ${offset}`;
+    throw new CheckpointError(
+      `${context}: ${layout} needs ${extent} elements of ${dtype}, but its storage holds only ${available} ` +
+        `(truncated storage?)`,
+    );
+  }
+  if (n > MAX_ELEMENTS) {
+    throw new CheckpointError(
+      `${context}: shape ${JSON.stringify(shape)} has more elements than an array can hold`,
+    );
   }
   const out = dtype === "BOOL"
     ? new Uint8Array(n)
@@ -200,6 +203,34 @@ export function decodeStrided(
     }
   }
   return result;
+}
+
+/**
+ * Index + 1 of the last element a strided layout reaches (0 for an empty shape): the elements of storage it
+ * needs. Computed in floating point, so an absurd layout gives a huge (or infinite) number, never a wrapped one.
+ */
+export function stridedExtent(shape: readonly number[], strides: readonly number[], offset = 0): number {
+  if (shape.some((dim) => dim === 0)) return 0;
+  return shape.reduce((acc, dim, k) => acc + (dim - 1) * strides[k], offset) + 1;
+}
+
+/** A byte count for messages: "512 bytes", "3.2 MiB", "16 GiB". */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} bytes`;
+  const units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) (v /= 1024, u++);
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+}
+
+/**
+ * A string read from a file, fit for a one-line message: JSON-quoted when it holds control or other unusual
+ * characters, and cut to `max` characters.
+ */
+export function printable(s: string, max = 120): string {
+  const cut = s.length > max ? `${s.slice(0, max)}…` : s;
+  return /^[\w.\/:@+-]*$/.test(cut) && cut.length > 0 ? cut : JSON.stringify(cut);
 }
 
 /** A path for messages: file URLs are shown as plain paths. */
