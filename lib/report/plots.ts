@@ -73,16 +73,30 @@ function colourBar(
   };
 }
 
+/** A row of colour swatches, one per group of a categorical colour scale, each with its name. */
+function swatches(o: { domain: string[] }): { svg: string; width: number; height: number } {
+  const scale = Plot.scale({ color: { type: "categorical", domain: o.domain } });
+  let x = 8, body = "";
+  for (const g of o.domain) {
+    body += `<rect x="${x}" y="6" width="12" height="12" fill="${scale.apply(g)}"/>` +
+      `<text x="${x + 17}" y="16" font-size="11">${escapeXml(g)}</text>`;
+    x += 17 + textWidth(g, 11) + 16;
+  }
+  return { svg: `<svg width="${x}" height="24">${body}</svg>`, width: x, height: 24 };
+}
+
 /**
  * Renders to one standalone <svg>: a title band (Plot would wrap a titled plot in HTML), a colour legend when
  * asked (a ramp with its label and ticks), and the plot, stacked; the canvas is as wide as the widest of them.
  */
-function render(options: Plot.PlotOptions & { legend?: Plot.ScaleOptions & { label?: string } }): Figure {
+function render(
+  options: Plot.PlotOptions & { legend?: Plot.ScaleOptions & { label?: string }; swatches?: string[] },
+): Figure {
   const dom = parseHTML("<!DOCTYPE html><html><body></body></html>") as unknown as { document: unknown };
   const document = dom.document as Plot.PlotOptions["document"];
-  const { title, legend, ...rest } = options;
+  const { title, legend, swatches: groups, ...rest } = options;
   const plot = svgOf(Plot.plot({ ...rest, document, style: { background: "white" } }));
-  if (!title && !legend) return { kind: "svg", data: plot.svg };
+  if (!title && !legend && !groups) return { kind: "svg", data: plot.svg };
   const parts: { svg: string; width: number; height: number }[] = [];
   if (title) {
     const t = escapeXml(String(title));
@@ -95,6 +109,7 @@ function render(options: Plot.PlotOptions & { legend?: Plot.ScaleOptions & { lab
     });
   }
   if (legend) parts.push(colourBar(legend));
+  if (groups) parts.push(swatches({ domain: groups }));
   parts.push(plot);
   const width = Math.max(...parts.map((p) => p.width));
   let y = 0, body = "";
@@ -203,17 +218,20 @@ export function scatterChart(
   o: { x: string; y: string; title?: string; logX?: boolean },
 ): Figure {
   const rows = points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  const groups = [...new Set(rows.map((p) => p.group))];
   // Labels are centred on their points: half the longest one must fit beside the outermost points.
   const half = Math.max(0, ...rows.map((p) => textWidth(p.label, 9))) / 2 + 8;
   return render({
     title: o.title,
+    swatches: groups,
     width: 720,
     height: 420,
     marginLeft: Math.max(50, half),
     marginRight: Math.max(20, half),
     grid: true,
-    x: { label: o.x, type: o.logX ? "log" : "linear" },
-    y: { label: o.y },
+    x: { label: o.x, type: o.logX ? "log" : "linear", inset: 12 },
+    y: { label: o.y, inset: 12 },
+    color: { type: "categorical", domain: groups },
     marks: [
       Plot.line(rows, { x: "x", y: "y", stroke: "group", z: "group", sort: "x" }),
       Plot.dot(rows, { x: "x", y: "y", stroke: "group", fill: "group", r: 4 }),

@@ -141,10 +141,18 @@ export function throughputTable(results: ThroughputResult[], machine: string, da
       paper: getEntry(r.model).paper?.v100ImagesPerS ?? null,
       paper_top1: getEntry(r.model).paper?.top1 ?? null,
     })),
-    notes: results.filter((r) => r.search?.length).map((r) =>
-      `${r.model}, the batch search (images/s): ` +
-      r.search!.map((p) => `${p.batch} → ${p.images_per_s.toFixed(2)}`).join(", ")
-    ),
+    notes: results.filter((r) => r.search?.length).map((r) => {
+      const last = r.search![r.search!.length - 1].batch;
+      const fits = largestFittingBatch(modelConfig(r.model)) * r.workers;
+      return `${r.model}, the batch search (images/s): ` +
+        r.search!.map((p) => `${p.batch} → ${p.images_per_s.toFixed(2)}`).join(", ") +
+        (last * 2 > fits
+          ? ` (stopped by memory: a training step of ${
+            last * 2
+          } images would not fit ${r.workers} wasm heaps — ` +
+            "the bound is conservative for a forward pass)"
+          : "");
+    }),
   };
 }
 
@@ -163,19 +171,18 @@ export function figure1(results: BenchResult[]): Figure {
     "deit_base_distilled_patch16_224",
     "deit_base_distilled_patch16_384",
   ];
-  const short = (n: string) =>
-    n.replace("deit_", "").replace("_patch16", "").replace("tiny", "Ti").replace("small", "S").replace(
-      "base",
-      "B",
-    )
-      .replace("_distilled", "⚗");
+  // deit_base_distilled_patch16_384 → "B-384 dist.", deit_tiny_patch16_224 → "Ti"
+  const short = (n: string) => {
+    const size = n.includes("tiny") ? "Ti" : n.includes("small") ? "S" : "B";
+    return `${size}${n.endsWith("384") ? "-384" : ""}${n.includes("distilled") ? " dist." : ""}`;
+  };
   const points = names.map((n) => {
     const p = getEntry(n).paper!;
     return {
       x: p.v100ImagesPerS ?? NaN,
       y: p.top1,
       label: `${short(n)} V100`,
-      group: n.includes("distilled") ? "paper DeiT⚗ (V100)" : "paper DeiT (V100)",
+      group: n.includes("distilled") ? "paper, DeiT distilled (V100)" : "paper, DeiT (V100)",
     };
   });
   for (const r of results) {
