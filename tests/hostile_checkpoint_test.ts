@@ -14,6 +14,7 @@ import { CheckpointError, type StateDict } from "../lib/io/tensor.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { Pickle, pthBytes, storedZip, type ZipEntry, zipRecords } from "./pth_writer.ts";
 import { useBackend } from "./helpers.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // The child: reads each file named on the command line, one JSON line per file.
@@ -380,7 +381,7 @@ function hostileCases(): Hostile[] {
 
 // ---------------------------------------------------------------------------------------------------------
 
-const SELF = new URL(import.meta.url).pathname;
+const SELF = fromFileUrl(import.meta.url);
 /** Generous bounds for a loaded 2-core machine; a case takes milliseconds when idle. */
 const MAX_MS = 5000;
 const MAX_GROWTH_MB = 200;

@@ -17,7 +17,7 @@ import {
 import { CheckpointError, decodeStrided, type HostTensor, type StateDict } from "../lib/io/tensor.ts";
 import { fromFileUrl } from "../lib/base/paths.ts";
 import { crc32, crc32Portable } from "../lib/io/zip.ts";
-import { crc32Reference } from "./pth_writer.ts";
+import { crc32Reference, Pickle } from "./pth_writer.ts";
 
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url);
 const fixture = (file: string) => fromFileUrl(new URL(file, FIXTURES));
@@ -141,77 +141,6 @@ Deno.test("safetensors serialization rejects inconsistent tensors", () => {
 
 // ---------------------------------------------------------------------------------------------------------
 // Hand-built torch.save archives
-
-/** Writes pickle protocol 2 opcodes, enough to spell what torch.save writes for a state dict. */
-class Pickle {
-  private bytes: number[] = [0x80, 0x02]; // PROTO 2
-
-  op(...codes: (number | string)[]): this {
-    for (const c of codes) {
-      if (typeof c === "number") this.bytes.push(c);
-      else this.bytes.push(...new TextEncoder().encode(c));
-    }
-    return this;
-  }
-  str(s: string): this {
-    const utf8 = new TextEncoder().encode(s);
-    const len = new Uint8Array(new Uint32Array([utf8.length]).buffer);
-    this.bytes.push(0x58, ...len, ...utf8); // BINUNICODE
-    return this;
-  }
-  int(n: number): this {
-    if (n >= 0 && n < 256) return this.op(0x4b, n); // BININT1
-    return this.op(0x4a, ...new Uint8Array(new Int32Array([n]).buffer)); // BININT
-  }
-  float(x: number): this {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setFloat64(0, x, false); // BINFLOAT is big-endian
-    return this.op(0x47, ...b);
-  }
-  global(module: string, name: string): this {
-    return this.op(0x63, `${module}\n${name}\n`);
-  }
-  mark(): this {
-    return this.op(0x28);
-  }
-  tuple(): this {
-    return this.op(0x74);
-  }
-  ints(xs: number[]): this {
-    if (xs.length === 0) return this.op(0x29); // EMPTY_TUPLE
-    this.mark();
-    for (const x of xs) this.int(x);
-    return this.tuple();
-  }
-  reduce(): this {
-    return this.op(0x52);
-  }
-  emptyDict(): this {
-    return this.op(0x7d);
-  }
-  setitems(): this {
-    return this.op(0x75);
-  }
-  orderedDict(): this {
-    return this.global("collections", "OrderedDict").op(0x29).reduce();
-  }
-  /** `_rebuild_tensor_v2(('storage', torch.<type>, key, 'cpu', numel), offset, size, stride, False, {})` */
-  tensor(type: string, key: string, numel: number, offset: number, size: number[], stride: number[]): this {
-    this.global("torch._utils", "_rebuild_tensor_v2").mark();
-    this.mark().str("storage").global("torch", type).str(key).str("cpu").int(numel).tuple().op(0x51); // BINPERSID
-    this.int(offset).ints(size).ints(stride).op(0x89); // NEWFALSE
-    return this.orderedDict().tuple().reduce();
-  }
-  /** The dict items pushed by `fill`, as `{k: v, …}` (EMPTY_DICT MARK … SETITEMS). */
-  dict(fill: (p: this) => void): this {
-    this.emptyDict().mark();
-    fill(this);
-    return this.setitems();
-  }
-  done(): Uint8Array {
-    return new Uint8Array([...this.bytes, 0x2e]); // STOP
-  }
-}
 
 const f32 = (xs: number[]) => new Uint8Array(new Float32Array(xs).buffer);
 const u16 = (xs: number[]) => new Uint8Array(new Uint16Array(xs).buffer);

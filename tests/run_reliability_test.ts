@@ -16,8 +16,9 @@ import {
 } from "../lib/io/train_state.ts";
 import { isNoSpace, LOCK_FILE, removeStaleTemps, RunLock } from "../lib/train/run_state.ts";
 import { TrainingError } from "../lib/train/setup.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
-const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
+const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const dec = new TextDecoder();
 

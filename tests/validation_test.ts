@@ -32,9 +32,10 @@ import type { Dataset } from "../lib/data/dataset.ts";
 import { OutOfMemoryError } from "../lib/train/memory.ts";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
 import { useBackend } from "./helpers.ts";
+import { fromFileUrl } from "../lib/base/paths.ts";
 
-const TRAIN = new URL("../scripts/train.ts", import.meta.url).pathname;
-const EVAL = new URL("../scripts/eval.ts", import.meta.url).pathname;
+const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
+const EVAL = fromFileUrl(new URL("../scripts/eval.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const BASE = (await loadConfigFile("fmnist-10k")).config;
 
