@@ -3,6 +3,7 @@
  *  [--warmup 2] [--impl fast|reference] [--micro-batches N] [--json]`
  */
 import { initBackend, parseMatMul } from "../lib/accel/backend.ts";
+import { onePerCore } from "../lib/accel/engine.ts";
 import { fastOps, setFastOps } from "../lib/accel/switch.ts";
 import { benchmark } from "../lib/train/bench.ts";
 import { intFlag, parseFlags, runMain, UsageError } from "../lib/base/cli.ts";
@@ -61,7 +62,7 @@ await runMain(async () => {
   // Default: one engine per core where the engine is single-threaded (wasm, cpu); one otherwise.
   const workers = a.workers
     ? intFlag(a.workers, "workers")
-    : ["wasm", "cpu"].includes(backend.name)
+    : onePerCore(backend.name)
     ? navigator.hardwareConcurrency
     : 1;
   const r = await benchmark({

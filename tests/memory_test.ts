@@ -1,13 +1,7 @@
 /** The wasm-heap estimate picks gradient accumulation where a batch would not fit, and names what fits. */
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import {
-  estimateTrainBytes,
-  fitMicroBatches,
-  isWasmAbort,
-  largestFittingBatch,
-  oomMessage,
-  WASM_HEAP_LIMIT_BYTES,
-} from "../lib/train/memory.ts";
+import { estimateTrainBytes, fitMicroBatches, largestFittingBatch, oomMessage } from "../lib/train/memory.ts";
+import { isWasmAbort, WASM_HEAP_LIMIT_BYTES } from "../lib/accel/engine.ts";
 import { modelConfig } from "../lib/models/registry.ts";
 
 Deno.test("heap estimate reproduces the DeiT-Ti measurements it was fitted to (±10%)", () => {

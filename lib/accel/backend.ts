@@ -261,6 +261,11 @@ export function blasThreadBudget(): number {
 }
 
 /** Which matmul the wasm backend uses now: "blas (libopenblas.so.0: …)" or "xnnpack (why)". */
+/** What runs a backend's matrix products, where there is a choice (wasm: BLAS or XNNPACK); undefined elsewhere. */
+export function matmulKernel(backend: string): string | undefined {
+  return backend === "wasm" ? wasmMatMul() : undefined;
+}
+
 export function wasmMatMul(): string {
   const s = blasStatus();
   if (blasMatMulActive()) return `blas (${s.detail})`;

@@ -9,7 +9,7 @@ import { buildVit } from "../models/registry.ts";
 import { AdamW, noWeightDecay } from "./optim.ts";
 import { type MicroBatches, trainStep } from "./step.ts";
 import { DataParallel } from "./parallel/data_parallel.ts";
-import { type ConcreteBackend, type MatMulChoice, wasmMatMul } from "../accel/backend.ts";
+import { type ConcreteBackend, type MatMulChoice, matmulKernel } from "../accel/backend.ts";
 
 export interface BenchOptions {
   model: string;
@@ -145,7 +145,7 @@ async function measure(o: BenchOptions): Promise<BenchResult> {
       impl: fastOps() ? "fast" : "reference",
       micro_batches: usedMicro,
       workers,
-      ...(tf.getBackend() === "wasm" ? { matmul: wasmMatMul() } : {}),
+      ...(matmulKernel(tf.getBackend()) ? { matmul: matmulKernel(tf.getBackend()) } : {}),
       peak_rss_mb: peakRssMb(),
     };
   } finally {

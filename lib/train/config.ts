@@ -17,13 +17,8 @@ import { getEntry, modelConfig, modelNames } from "../models/registry.ts";
 import { DATASET_SPLITS } from "../data/datasets/mod.ts";
 import { parseRandAugment } from "../data/transforms/rand_augment.ts";
 import { DISTILL_MODES, distillMode } from "../distill/modes.ts";
-import {
-  estimateTrainBytes,
-  fitMicroBatches,
-  oomMessage,
-  OutOfMemoryError,
-  WASM_HEAP_LIMIT_BYTES,
-} from "./memory.ts";
+import { estimateTrainBytes, fitMicroBatches, oomMessage, OutOfMemoryError } from "./memory.ts";
+import { heapLimitBytes, WASM_HEAP_LIMIT_BYTES } from "../accel/engine.ts";
 
 export interface TrainConfig {
   /** Registered model name (lib/models/registry.ts). */
@@ -551,7 +546,7 @@ export function checkRunFits(c: Readonly<TrainConfig>, r: RunShape): void {
     );
   }
   checkShards(c, r.workers, (k) => `--${k}`);
-  if (r.backend === "wasm" && getEntry(c.model).family === "vit") {
+  if (heapLimitBytes(r.backend) !== undefined && getEntry(c.model).family === "vit") {
     const vc = modelConfig(c.model, { imgSize: r.imgSize, numClasses: r.numClasses });
     const share = Math.ceil(c.batch_size / r.workers);
     // Auto: the fewest micro-batches that fit (throws when not even one image does).

@@ -13,8 +13,7 @@
 import type { ViTConfig } from "../vit/config.ts";
 import { countParams, tokenCounts, vitParamShapes } from "../vit/config.ts";
 
-/** Usable wasm heap: 4 GiB less a margin for fragmentation. */
-export const WASM_HEAP_LIMIT_BYTES = 3.5 * 2 ** 30;
+import { WASM_HEAP_LIMIT_BYTES } from "../accel/engine.ts";
 
 export function estimateTrainBytes(c: ViTConfig, batch: number): number {
   const { tokens: T } = tokenCounts(c);
@@ -40,12 +39,6 @@ export function largestFittingBatch(c: ViTConfig, limit = WASM_HEAP_LIMIT_BYTES)
 
 export class OutOfMemoryError extends Error {
   override name = "OutOfMemoryError";
-}
-
-/** Is this the wasm engine aborting (what a failed allocation looks like from JS)? */
-export function isWasmAbort(e: unknown): boolean {
-  const msg = e instanceof Error ? `${e.name} ${e.message}` : String(e);
-  return /Aborted\(|RuntimeError|out of memory|Cannot enlarge memory/i.test(msg);
 }
 
 /** The message for an engine that ran out of heap at `batch` images per step. */

@@ -4,7 +4,8 @@
  * values derived from the config that the run logs beside it. Nothing here reads or writes the run folder
  * (lib/train/run_state.ts does).
  */
-import { type ConcreteBackend, initBackend, wasmMatMul } from "../accel/backend.ts";
+import { type ConcreteBackend, initBackend, matmulKernel } from "../accel/backend.ts";
+import { lossReadInterval, onePerCore } from "../accel/engine.ts";
 import { type Loadable, loadCheckpoint } from "../io/checkpoint.ts";
 import { resolveCheckpoint } from "../io/train_state.ts";
 import { openDataset } from "../data/datasets/mod.ts";
@@ -229,7 +230,7 @@ export async function setupRun(
 ): Promise<RunSetup> {
   const backend = await initBackend(cfg.backend);
   const data = await openData(cfg, o.smoke);
-  const workers = cfg.workers || (["wasm", "cpu"].includes(backend.name) ? navigator.hardwareConcurrency : 1);
+  const workers = cfg.workers || (onePerCore(backend.name) ? navigator.hardwareConcurrency : 1);
   const sampler = makeSampler(cfg, data, o.smoke);
   // The batch against the data, the memory and the engines, before any model or engine is built.
   checkRunFits(cfg, {
@@ -247,7 +248,7 @@ export async function setupRun(
   const epochs = o.smoke ? 1 : cfg.epochs;
   const derived: Derived = {
     backend: backend.name,
-    ...(backend.name === "wasm" ? { matmul: wasmMatMul() } : {}),
+    ...(matmulKernel(backend.name) ? { matmul: matmulKernel(backend.name) } : {}),
     workers,
     num_classes: data.numClasses,
     img_size: data.imgSize,
@@ -279,7 +280,7 @@ export async function setupRun(
       minLr: cfg.min_lr,
     },
     // CPU engines read each step's loss as they go (a read costs nothing there); a GPU engine every 10 steps.
-    lossReadEvery: ["wasm", "cpu"].includes(backend.name) ? 1 : 10,
+    lossReadEvery: lossReadInterval(backend.name),
     predict: (x, shape) => engines.predict(x, shape, mode.inference),
     async close() {
       await loader.close();

@@ -9,7 +9,8 @@ import type { Logits } from "../vit/model.ts";
 import type { ViTConfig } from "../vit/config.ts";
 import type { LossFn, Targets, Teacher } from "../distill/losses.ts";
 import { clipGradNorm, type Ema, type Optimizer } from "./optim.ts";
-import { fitMicroBatches, isWasmAbort, oomMessage, OutOfMemoryError } from "./memory.ts";
+import { fitMicroBatches, oomMessage, OutOfMemoryError } from "./memory.ts";
+import { heapLimitBytes, isHeapExhausted } from "../accel/engine.ts";
 
 /** What a training step needs of a model (a ViT/DeiT or a RegNet). */
 export interface TrainableModel {
@@ -61,7 +62,9 @@ export function computeGrads(
 ): GradResult {
   const B = x.shape[0];
   const microBatches = micro === "auto"
-    ? (tf.getBackend() === "wasm" && vitConfigOf(model) ? fitMicroBatches(vitConfigOf(model)!, B) : 1)
+    ? (heapLimitBytes(tf.getBackend()) !== undefined && vitConfigOf(model)
+      ? fitMicroBatches(vitConfigOf(model)!, B)
+      : 1)
     : micro;
   if (B % microBatches !== 0) {
     throw new Error(`batch ${B} does not split into ${microBatches} equal micro-batches`);
@@ -81,7 +84,7 @@ export function computeGrads(
       });
     } catch (e) {
       // A failed allocation aborts the wasm engine; say what would fit instead of a stack of internals.
-      if (tf.getBackend() === "wasm" && isWasmAbort(e)) {
+      if (isHeapExhausted(e)) {
         const vc = vitConfigOf(model);
         throw new OutOfMemoryError(
           vc

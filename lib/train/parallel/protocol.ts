@@ -115,10 +115,8 @@ export type Reply =
   | { type: "error"; id?: number; message: string };
 
 /** Bytes an engine moved between the host and its device so far (tensor uploads, read-backs). */
-export interface Traffic {
-  up: number;
-  down: number;
-}
+export type { Traffic } from "../../accel/engine.ts";
+import type { Traffic } from "../../accel/engine.ts";
 
 /** Bytes of the barrier area at the end of the shared buffer (Int32: arrive counter, generation). */
 export const BARRIER_BYTES = 8;

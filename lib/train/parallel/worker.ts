@@ -16,6 +16,7 @@
 /// <reference lib="deno.worker" />
 import * as tf from "@tensorflow/tfjs";
 import { blasThreadBudget, initBackend } from "../../accel/backend.ts";
+import { countTraffic } from "../../accel/engine.ts";
 import { setFastOps } from "../../accel/switch.ts";
 import { AdamW, Ema, type Optimizer, readAll, Sgd } from "../optim.ts";
 import { crossEntropyBothHeads, trainStep } from "../step.ts";
@@ -76,33 +77,6 @@ function assignAll(vars: Map<string, tf.Variable>, values: Record<string, Float3
 }
 
 let traffic: Traffic | undefined;
-
-/** Count every upload (`write`) and read-back (`read`, `readSync`) of the active backend, in bytes. */
-function countTraffic(): Traffic {
-  const t: Traffic = { up: 0, down: 0 };
-  const bytes = (v: unknown) => (ArrayBuffer.isView(v) ? v.byteLength : Array.isArray(v) ? 4 * v.length : 0);
-  const b = tf.backend() as unknown as {
-    write: (values: unknown, ...rest: unknown[]) => unknown;
-    read: (id: unknown) => Promise<unknown>;
-    readSync: (id: unknown) => unknown;
-  };
-  const [write, read, readSync] = [b.write.bind(b), b.read.bind(b), b.readSync.bind(b)];
-  b.write = (values, ...rest) => {
-    t.up += bytes(values);
-    return write(values, ...rest);
-  };
-  b.read = async (id) => {
-    const v = await read(id);
-    t.down += bytes(v);
-    return v;
-  };
-  b.readSync = (id) => {
-    const v = readSync(id);
-    t.down += bytes(v);
-    return v;
-  };
-  return t;
-}
 
 /** The unread losses, read back in one transfer. */
 async function readLosses(): Promise<number[]> {
