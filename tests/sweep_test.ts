@@ -266,10 +266,12 @@ Deno.test("runner: a sweep stopped mid-way resumes only its unfinished runs", as
     signal: stop.signal,
     write: () => {},
   });
-  // Stop once long2 has logged an epoch (short is done by then).
-  for (let i = 0; i < 200 && (await runStatus(runs[2].dir, 6)).epoch < 0; i++) {
+  // Stop once long2 has logged an epoch (short is done by then). The bound is generous: on a loaded machine a
+  // fake job's process can take seconds to start.
+  for (let i = 0; i < 2400 && (await runStatus(runs[2].dir, 6)).epoch < 0; i++) {
     await new Promise((r) => setTimeout(r, 25));
   }
+  assert((await runStatus(runs[2].dir, 6)).epoch >= 0, "long2 never logged an epoch");
   stop.abort();
   const first = await sweep;
   assert(first.interrupted);
