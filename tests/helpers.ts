@@ -74,3 +74,27 @@ export async function stepLoss(...args: Parameters<typeof trainStep>): Promise<n
   loss.dispose();
   return value;
 }
+
+/**
+ * A training config small enough for a test to run it through scripts/train.ts in seconds: deit_mini_patch4_28,
+ * 96 Fashion-MNIST training images, batches of 32, 3 epochs evaluated on 48 test images; `overrides` on top.
+ */
+export function tinyRunConfig(overrides: Record<string, unknown> = {}) {
+  return {
+    description: "test",
+    config: {
+      model: "deit_mini_patch4_28",
+      dataset: "fashion-mnist",
+      val_split: "test",
+      train_limit: 96,
+      eval_limit: 48,
+      batch_size: 32,
+      epochs: 3,
+      warmup_epochs: 1,
+      workers: 1,
+      loader_workers: 0,
+      lr: 1e-3,
+      ...overrides,
+    },
+  };
+}

@@ -17,29 +17,14 @@ import {
 import { isNoSpace, LOCK_FILE, removeStaleTemps, RunLock } from "../lib/train/run_state.ts";
 import { TrainingError } from "../lib/train/setup.ts";
 import { fromFileUrl } from "../lib/base/paths.ts";
+import { tinyRunConfig } from "./helpers.ts";
 
 const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const dec = new TextDecoder();
 
 /** 3 epochs of 3 steps, evaluated after each; a weights snapshot after each. */
-const tiny = {
-  description: "test",
-  config: {
-    model: "deit_mini_patch4_28",
-    dataset: "fashion-mnist",
-    val_split: "test",
-    train_limit: 96,
-    eval_limit: 48,
-    batch_size: 32,
-    epochs: 3,
-    warmup_epochs: 1,
-    workers: 1,
-    loader_workers: 0,
-    lr: 1e-3,
-    snapshot_every: 1,
-  },
-};
+const tiny = tinyRunConfig({ snapshot_every: 1 });
 
 function train(args: string[], fault = "") {
   return new Deno.Command(Deno.execPath(), {

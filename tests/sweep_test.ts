@@ -32,6 +32,7 @@ import { parseDevices } from "../lib/sweep/slots.ts";
 import { slurmScripts, writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { loadConfigFile } from "../lib/train/config.ts";
+import { tinyRunConfig } from "./helpers.ts";
 
 const FAKE = fromFileUrl(new URL("./fixtures_sweep/fake_job.ts", import.meta.url));
 const TINY_GRID = fromFileUrl(new URL("./fixtures_sweep/tiny.ts", import.meta.url));
@@ -462,22 +463,7 @@ Deno.test({
   ignore: !haveFmnist,
   fn: async () => {
     const dir = await Deno.makeTempDir();
-    const tiny = {
-      description: "test",
-      config: {
-        model: "deit_mini_patch4_28",
-        dataset: "fashion-mnist",
-        val_split: "test",
-        train_limit: 96,
-        eval_limit: 32,
-        batch_size: 32,
-        epochs: 2,
-        warmup_epochs: 1,
-        workers: 1,
-        loader_workers: 0,
-        lr: 1e-3,
-      },
-    };
+    const tiny = tinyRunConfig({ eval_limit: 32, epochs: 2 });
     await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(tiny));
     const train = (out: string, extra: string[] = []) =>
       new Deno.Command(Deno.execPath(), {

@@ -7,26 +7,12 @@ import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { ConfigError, DEFAULTS, parseOverrides, resolveConfig } from "../lib/train/config.ts";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
 import { fromFileUrl } from "../lib/base/paths.ts";
+import { tinyRunConfig } from "./helpers.ts";
 
 const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 
-const tiny = {
-  description: "test",
-  config: {
-    model: "deit_mini_patch4_28",
-    dataset: "fashion-mnist",
-    val_split: "test",
-    train_limit: 96,
-    eval_limit: 48,
-    batch_size: 32,
-    epochs: 3,
-    warmup_epochs: 1,
-    workers: 2,
-    loader_workers: 0,
-    lr: 1e-3,
-  },
-};
+const tiny = tinyRunConfig({ workers: 2 });
 
 function train(args: string[]) {
   return new Deno.Command(Deno.execPath(), {
