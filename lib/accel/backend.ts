@@ -261,9 +261,10 @@ export function blasThreadBudget(): number {
 }
 
 /** Which matmul the wasm backend uses now: "blas (libopenblas.so.0: …)" or "xnnpack (why)". */
-/** What runs a backend's matrix products, where there is a choice (wasm: BLAS or XNNPACK); undefined elsewhere. */
-export function matmulKernel(backend: string): string | undefined {
-  return backend === "wasm" ? wasmMatMul() : undefined;
+/** What runs a backend's matrix products, as a record's field: `{ matmul }` where there is a choice (wasm: BLAS
+ * or XNNPACK), `{}` elsewhere. */
+export function matmulKernel(backend: string): { matmul?: string } {
+  return backend === "wasm" ? { matmul: wasmMatMul() } : {};
 }
 
 export function wasmMatMul(): string {

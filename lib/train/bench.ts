@@ -145,7 +145,7 @@ async function measure(o: BenchOptions): Promise<BenchResult> {
       impl: fastOps() ? "fast" : "reference",
       micro_batches: usedMicro,
       workers,
-      ...(matmulKernel(tf.getBackend()) ? { matmul: matmulKernel(tf.getBackend()) } : {}),
+      ...matmulKernel(tf.getBackend()),
       peak_rss_mb: peakRssMb(),
     };
   } finally {

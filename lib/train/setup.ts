@@ -248,7 +248,7 @@ export async function setupRun(
   const epochs = o.smoke ? 1 : cfg.epochs;
   const derived: Derived = {
     backend: backend.name,
-    ...(matmulKernel(backend.name) ? { matmul: matmulKernel(backend.name) } : {}),
+    ...matmulKernel(backend.name),
     workers,
     num_classes: data.numClasses,
     img_size: data.imgSize,
