@@ -13,6 +13,9 @@
  *     snapshot whose test accuracy is nearest the weaker's final accuracy; the weaker's final weights) — the
  *     students wait for both teachers and fail at once, naming the file, until it exists.
  *
+ * The three arms of a seed with the convnet teacher see the same batches, so its logits are computed by the
+ * first and read back by the others (`teacher_cache`, lib/distill/teacher_cache.ts; the numbers do not change).
+ *
  *   deno task sweep --grid claims,claims-distill,headline
  */
 import { type Grid, type GridRow, SMOKE_RUN } from "../../lib/sweep/grid.ts";
@@ -22,6 +25,7 @@ const TEACHERS = ["claims/teacher-regnet", "claims/teacher-deit"];
 const regnet = {
   teacher: "regnety_002",
   teacher_checkpoint: "{runs}/claims/teacher-regnet/checkpoint-matched.safetensors",
+  teacher_cache: true,
 };
 const deit = {
   teacher: "deit_micro_patch7_28",

@@ -311,7 +311,8 @@ export async function claimsTable(root: string): Promise<ResultTable> {
       "Fashion-MNIST test images (the 500 digits test images for (e)) after the last epoch.",
       "Verdict: shown = the paper's order holds in every seed; not shown = the opposite holds in every seed; " +
       "inconclusive = the seeds disagree; pending = a run is unfinished. Machine time is the sum of the runs' " +
-      "epoch times (2-core machine, runs two at a time).",
+      "epoch times (2-core machine, runs two at a time; the convnet teacher's logits are computed by the first " +
+      "student of a seed and read back by the others, teacher_cache).",
     ],
     columns: [
       { key: "claim", title: "claim" },

@@ -78,6 +78,11 @@ export interface TrainConfig {
   /** Teacher: a registered model name, and its checkpoint (a run folder's checkpoint-best or a .pth). */
   teacher: string;
   teacher_checkpoint: string;
+  /**
+   * Keep the teacher's logits on disk (.cache/teacher-logits/) for runs that show the same teacher the same
+   * batches — the arms of one seed: computed once, read back by the others; the numbers do not change.
+   */
+  teacher_cache: boolean;
   /** α of the distillation loss; < 0 = the mode's default. */
   distillation_alpha: number;
   distillation_tau: number;
@@ -144,6 +149,7 @@ export const DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   distillation: "none",
   teacher: "",
   teacher_checkpoint: "",
+  teacher_cache: false,
   distillation_alpha: -1,
   distillation_tau: 3,
   finetune: "",
@@ -300,6 +306,7 @@ export const SCHEMA: { readonly [K in keyof TrainConfig]: KeyRule } = {
     ok: (v: string) => v === "" || MODEL.ok(v as never),
   },
   teacher_checkpoint: ANY_STRING,
+  teacher_cache: BOOLEAN,
   distillation_alpha: real(-Infinity, 1, {}, "a number in [0, 1], or < 0 for the mode's default"),
   distillation_tau: real(0, Infinity, { lo: true }),
   finetune: ANY_STRING,

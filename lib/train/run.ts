@@ -110,6 +110,8 @@ interface EpochTraining {
   /** Seconds spent on the epoch before this process took it up (a resumed epoch), and when it did. */
   spentBefore: number;
   t0: number;
+  /** With a teacher cache: steps whose teacher logits it answered. */
+  teacherCacheHits: number;
 }
 
 /**
@@ -126,7 +128,7 @@ async function trainEpoch(r: Run, epoch: number): Promise<EpochTraining | null> 
     : new Progress(derived.steps_per_epoch, `epoch ${epoch}`, { initial: loader.state.step });
   // Resuming mid-epoch: carry on the epoch's sums (seconds: the time already spent on it before the stop).
   let lossSum = st.partial?.loss_sum ?? 0, steps = st.partial?.steps ?? 0, images = st.partial?.images ?? 0;
-  let lossesRead = steps;
+  let lossesRead = steps, teacherCacheHits = 0;
   /** Losses read back from the engines: summed into the epoch's mean; a non-finite one stops the run. */
   const absorb = async (losses: number[], lastStep: number) => {
     for (const [i, loss] of losses.entries()) {
@@ -169,6 +171,7 @@ async function trainEpoch(r: Run, epoch: number): Promise<EpochTraining | null> 
       ),
       b.step,
     );
+    if (s.engines.lastTeacherCached) teacherCacheHits++;
     steps++;
     images += n;
     st.globalStep++;
@@ -195,7 +198,7 @@ async function trainEpoch(r: Run, epoch: number): Promise<EpochTraining | null> 
     loader.state = { ...loader.state, epoch: epoch + 1, step: 0 };
   }
   const trainSeconds = spentBefore + (performance.now() - t0) / 1000;
-  return { lossSum, steps, images, trainSeconds, lr, spentBefore, t0 };
+  return { lossSum, steps, images, trainSeconds, lr, spentBefore, t0, teacherCacheHits };
 }
 
 /**
@@ -232,6 +235,7 @@ async function endEpoch(r: Run, epoch: number, e: EpochTraining): Promise<EpochL
     ...(mTrain ? { train_acc1: mTrain.acc1, train_eval_loss: mTrain.loss } : {}),
     ...(s.loader.unreadable.length ? { train_unreadable: s.loader.unreadable.length } : {}),
     ...(m.unreadable ? { test_unreadable: m.unreadable } : {}),
+    ...(cfg.teacher_cache && s.teacher ? { teacher_cache_hits: e.teacherCacheHits } : {}),
     ...(isLast ? { finished: true } : {}),
   };
   // The commit: checkpoint-last with the log line inside. A stop after it loses nothing: --resume re-appends

@@ -13,6 +13,9 @@ import type { Dataset } from "../data/dataset.ts";
 import { RepeatedAugSampler, ShuffleSampler } from "../data/sampler.ts";
 import { TrainLoader } from "../data/train_loader.ts";
 import { checkDistillSetup, type DistillMode, distillMode } from "../distill/modes.ts";
+import { teacherCacheDir } from "../distill/teacher_cache.ts";
+import { fastOps } from "../accel/switch.ts";
+import { repoPath } from "../base/paths.ts";
 import { DataParallel } from "./parallel/data_parallel.ts";
 import { type AnyModel, buildModel, getEntry, modelIO } from "../models/registry.ts";
 import { Rng } from "../base/rng.ts";
@@ -24,6 +27,12 @@ import { type CosineSchedule, scaledLr } from "./schedule.ts";
 export class TrainingError extends Error {
   override name = "TrainingError";
 }
+
+/**
+ * Where `teacher_cache` keeps teacher logits: relative to the repository (ignored by git), or the folder
+ * DEIT_TEACHER_CACHE names.
+ */
+export const TEACHER_CACHE = ".cache/teacher-logits";
 
 /** Optimiser steps of a `--smoke` run (one epoch of them, on as many training images). */
 export const SMOKE_STEPS = 3;
@@ -122,7 +131,7 @@ async function buildModels(
   cfg: Readonly<TrainConfig>,
   data: RunData,
   say: (s: string) => void,
-): Promise<{ model: AnyModel & Loadable; teacher?: AnyModel; mode: DistillMode }> {
+): Promise<{ model: AnyModel & Loadable; teacher?: AnyModel; teacherFile?: string; mode: DistillMode }> {
   const { numClasses, imgSize } = data;
   const model: AnyModel & Loadable = buildModel(cfg.model, studentOverrides(cfg, data), cfg.seed);
   const distilled = model instanceof VisionTransformer && model.config.distilled;
@@ -149,19 +158,20 @@ async function buildModels(
   if (!cfg.teacher_checkpoint) {
     throw new TrainingError(`distillation needs --teacher_checkpoint (a run folder or file)`);
   }
-  await loadCheckpoint(teacher, await resolveCheckpoint(cfg.teacher_checkpoint));
-  return { model, teacher, mode };
+  const teacherFile = await resolveCheckpoint(cfg.teacher_checkpoint);
+  await loadCheckpoint(teacher, teacherFile);
+  return { model, teacher, teacherFile, mode };
 }
 
 /** The data-parallel engines, each with a replica of the student, its optimiser, loss, EMA and teacher. */
 function startEngines(
   cfg: Readonly<TrainConfig>,
   data: RunData,
-  models: { model: AnyModel & Loadable; teacher?: AnyModel },
+  models: { model: AnyModel & Loadable; teacher?: AnyModel; teacherCache?: string },
   backend: ConcreteBackend,
   workers: number,
 ): Promise<DataParallel> {
-  const { model, teacher } = models;
+  const { model, teacher, teacherCache } = models;
   return DataParallel.start(model, { name: cfg.model, overrides: studentOverrides(cfg, data) }, {
     workers,
     backend,
@@ -176,7 +186,12 @@ function startEngines(
     clipGrad: cfg.clip_grad,
     emaDecay: cfg.ema ? cfg.ema_decay : 0,
     teacher: teacher
-      ? { name: cfg.teacher, overrides: { numClasses: data.numClasses }, model: teacher }
+      ? {
+        name: cfg.teacher,
+        overrides: { numClasses: data.numClasses },
+        model: teacher,
+        cache: teacherCache ? { dir: teacherCache, numClasses: data.numClasses } : undefined,
+      }
       : undefined,
     seed: cfg.seed,
   });
@@ -241,9 +256,24 @@ export async function setupRun(
     imgSize: data.imgSize,
     numClasses: data.numClasses,
   });
-  const { model, teacher, mode } = await buildModels(cfg, data, o.say);
+  const { model, teacher, teacherFile, mode } = await buildModels(cfg, data, o.say);
   const shapes = model.torchShapes();
-  const engines = await startEngines(cfg, data, { model, teacher }, backend.name, workers);
+  let teacherCache: string | undefined;
+  if (teacher && teacherFile && cfg.teacher_cache) {
+    // The engine is part of the teacher's identity: another backend, kernel or op set rounds differently.
+    const engine = {
+      backend: backend.name,
+      ...matmulKernel(backend.name),
+      ops: fastOps() ? "fast" : "reference",
+    };
+    teacherCache = await teacherCacheDir(Deno.env.get("DEIT_TEACHER_CACHE") || repoPath(TEACHER_CACHE), {
+      name: cfg.teacher,
+      checkpoint: teacherFile,
+      engine,
+    });
+    o.say(`teacher logits: cached in ${teacherCache} (shared with runs of the same teacher and batches)`);
+  }
+  const engines = await startEngines(cfg, data, { model, teacher, teacherCache }, backend.name, workers);
   const loader = makeLoader(cfg, data, sampler);
   const epochs = o.smoke ? 1 : cfg.epochs;
   const derived: Derived = {

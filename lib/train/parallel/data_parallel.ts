@@ -34,7 +34,13 @@ export interface DataParallelOptions {
   /** EMA decay of the weights, kept on rank 0; 0/undefined = none. */
   emaDecay?: number;
   /** Frozen teacher replicated into every worker (its forward runs there, on the worker's shard). */
-  teacher?: { name: string; overrides?: Record<string, unknown>; model: Loadable };
+  teacher?: {
+    name: string;
+    overrides?: Record<string, unknown>;
+    model: Loadable;
+    /** Keep its logits in a cache folder shared with other runs (distill/teacher_cache.ts). */
+    cache?: { dir: string; numClasses: number };
+  };
   seed?: number;
   /** Workers keep tfjs-backend-wasm's stock kernels (before/after measurements only). */
   stockKernels?: boolean;
@@ -81,6 +87,7 @@ export class DataParallel {
           ...(await readAll(opts.teacher.model.params)),
           ...(await readAll(opts.teacher.model.buffers ?? new Map())),
         },
+        cache: opts.teacher.cache,
       }
       : undefined;
     const sab = new SharedArrayBuffer(opts.workers * (numParams + numBuffers) * 4 + BARRIER_BYTES);
@@ -187,6 +194,8 @@ export class DataParallel {
 
   /** Micro-batches each worker used in its last step (gradient accumulation when > 1). */
   lastMicroBatches = 1;
+  /** With a teacher cache: whether every shard of the last step had its teacher logits from it. */
+  lastTeacherCached = false;
   /** With `countTraffic`: bytes rank 0 has uploaded and read back so far. */
   lastTraffic?: Traffic;
 
@@ -214,6 +223,7 @@ export class DataParallel {
       )
     ));
     if (replies[0].type === "step") this.lastTraffic = replies[0].traffic;
+    this.lastTeacherCached = replies.every((r) => r.type === "step" && r.teacherCached === true);
     this.lastMicroBatches = Math.max(...replies.map((r) => (r.type === "step" ? r.microBatches : 1)));
     return sumLosses(replies.map((r) => (r.type === "step" ? r.losses : [])));
   }

@@ -34,6 +34,8 @@ export interface TeacherSpec {
   name: string;
   overrides: Record<string, unknown>;
   state: Record<string, Float32Array>;
+  /** Keep its logits in this cache folder, for other runs that show it the same batches (distill/teacher_cache.ts). */
+  cache?: { dir: string; numClasses: number };
 }
 
 /** One rank's full training state (for checkpoints and resume). */
@@ -106,7 +108,15 @@ export type Request =
 export type Reply =
   | { type: "ready"; rank: number }
   /** `losses`: this worker's share of each step's loss read back by this request, oldest first. */
-  | { type: "step"; id: number; losses: number[]; microBatches: number; traffic?: Traffic }
+  | {
+    type: "step";
+    id: number;
+    losses: number[];
+    microBatches: number;
+    traffic?: Traffic;
+    /** With a teacher cache: whether this shard's teacher logits came from it. */
+    teacherCached?: boolean;
+  }
   | { type: "losses"; id: number; losses: number[] }
   | { type: "predict"; id: number; logits: Float32Array; classes: number }
   | { type: "getState"; id: number; state: WorkerState }

@@ -2,7 +2,8 @@
  * A data-parallel worker: one TensorFlow.js engine (its own wasm instance, so one core) holding a full
  * replica of the model, of its optimiser, and (for distillation) of the frozen teacher.
  *
- * A training step: the teacher's logits on this worker's shard; gradients of the mean loss on the shard, scaled
+ * A training step: the teacher's logits on this worker's shard (from its cache when the run keeps one and another
+ * run already saw this shard: distill/teacher_cache.ts); gradients of the mean loss on the shard, scaled
  * by shard/total so that the sum over workers is the gradient of the whole batch's mean loss; written to this
  * worker's slot of the shared buffer; a barrier; then every worker adds the slots in rank order (the same
  * floats in the same order, so the same result everywhere), clips and applies the same update — replicas stay
@@ -20,8 +21,9 @@ import { countTraffic } from "../../accel/engine.ts";
 import { setFastOps } from "../../accel/switch.ts";
 import { AdamW, Ema, type Optimizer, readAll, Sgd } from "../optim.ts";
 import { crossEntropyBothHeads, trainStep } from "../step.ts";
-import type { LossFn, Targets } from "../../distill/losses.ts";
+import type { LossFn, Targets, Teacher } from "../../distill/losses.ts";
 import { distillLossFn } from "../../distill/modes.ts";
+import { TeacherLogitCache } from "../../distill/teacher_cache.ts";
 import { type AnyModel, buildModel } from "../../models/registry.ts";
 import {
   BARRIER_BYTES,
@@ -36,6 +38,7 @@ let model: AnyModel;
 let opt: Optimizer;
 let lossFn: LossFn;
 let teacher: AnyModel | undefined;
+let teacherCache: TeacherLogitCache | undefined;
 let ema: Ema | undefined;
 let init: InitMessage;
 let names: string[] = [];
@@ -130,6 +133,8 @@ function setup(msg: InitMessage) {
     assignAll(teacher.params, msg.teacher.state, "teacher weight");
     const buffers = (teacher as { buffers?: Map<string, tf.Variable> }).buffers;
     if (buffers) assignAll(buffers, msg.teacher.state, "teacher buffer");
+    const c = msg.teacher.cache;
+    if (c) teacherCache = new TeacherLogitCache(c.dir, c.numClasses);
   }
   if (msg.emaDecay > 0 && msg.rank === 0) ema = new Ema(model.params, msg.emaDecay);
 }
@@ -143,15 +148,16 @@ async function step(msg: Extract<Request, { type: "step" }>): Promise<Reply> {
   if (ts) targets.soft = tf.tensor2d(ts, [shape[0], ts.length / shape[0]]);
   // One engine: nothing to exchange, the gradients stay where they are (see the header).
   const onDevice = worldSize === 1 && !init.hostExchange;
-  let result;
+  let result, stepTeacher: (Teacher & { cached?: boolean }) | undefined;
   try {
+    stepTeacher = teacher && teacherCache ? await teacherCache.forBatch(teacher, x, xs) : teacher;
     result = await trainStep(model, opt, x, targets, {
       lr: msg.lr,
       clipGrad: init.clipGrad,
       ema,
       lossFn,
       microBatches: msg.microBatches,
-      teacher,
+      teacher: stepTeacher,
       exchange: onDevice
         ? undefined
         : (grads) => allReduce(grads, weight, sab, worldSize, rank, numParams, numBuffers),
@@ -163,7 +169,14 @@ async function step(msg: Extract<Request, { type: "step" }>): Promise<Reply> {
   unread.push(loss);
   unreadWeights.push(weight);
   const losses = msg.readLoss ? await readLosses() : [];
-  return { type: "step", id: msg.id, losses, microBatches, ...(traffic ? { traffic: { ...traffic } } : {}) };
+  return {
+    type: "step",
+    id: msg.id,
+    losses,
+    microBatches,
+    ...(traffic ? { traffic: { ...traffic } } : {}),
+    ...(stepTeacher && "cached" in stepTeacher ? { teacherCached: stepTeacher.cached } : {}),
+  };
 }
 
 /**
