@@ -4,8 +4,8 @@
  * A training batch depends only on the run's seed, the epoch and the position in it (lib/data/train_loader.ts),
  * so students of different distillation modes trained with one seed and one teacher — the hard, soft and
  * token arms of a comparison — feed the teacher identical batches. The teacher's forward pass is then computed
- * once and read back by the other arms, which makes a convnet teacher's share of a student's step (about half
- * of it for RegNetY-200MF behind deit_micro on one core) nearly free for all arms but the first.
+ * once and read back by the other arms, which makes a convnet teacher's share of a student's step (about 30%
+ * for RegNetY-200MF behind deit_micro on one core: bench/NOTES.md) nearly free for all arms but the first.
  *
  * Exactness: an entry is found by the SHA-256 of the batch's own bytes and shape, inside a folder named by the
  * teacher's identity — the model, the SHA-256 of its checkpoint and the engine that computes it (backend,
