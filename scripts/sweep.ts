@@ -28,6 +28,7 @@ import { writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { statusTable } from "../lib/sweep/view.ts";
 import { formatTable } from "../lib/base/text_table.ts";
+import { fmtSeconds } from "../lib/base/progress.ts";
 import { train, TRAIN_SCRIPT } from "./train_command.ts";
 
 const USAGE = `usage: deno task sweep --grid NAME|FILE[,NAME…] [--devices cpu|cpu:N|0,1,…] [--max-parallel N]
@@ -96,13 +97,22 @@ async function compactRuns(runs: RunSpec[]): Promise<void> {
 
 /** `status`: the table of the runs read from their folders, and the recorded failures. */
 async function printStatus(runs: RunSpec[], runsDir: string): Promise<void> {
-  const { table, states } = await statusTable(runs);
+  const { table, states, left } = await statusTable(runs);
   console.log(table);
   const count = (s: string) => states.filter((x) => x.state === s).length;
   console.log(
     `${runs.length} runs: ${count("done")} done, ${count("partial")} partial, ${count("pending")} pending, ` +
       `${count("failed")} failed (folders under ${runsDir})`,
   );
+  const known = left.filter((l): l is number => l !== null).reduce((a, l) => a + l, 0);
+  const unknown = left.filter((l) => l === null).length;
+  if (known > 0 || unknown > 0) {
+    console.log(
+      `left: ~${fmtSeconds(known, "words")} of run time (one slot each)` +
+        (unknown ? `, and ${unknown} run(s) like none that has logged an epoch yet ("?")` : "") +
+        "; estimated from the seconds per epoch logged so far",
+    );
+  }
   for (const [i, s] of states.entries()) {
     if (s.failure) console.log(`\n${runs[i].id} failed (exit ${s.failure.code}):\n${s.failure.tail}`);
   }

@@ -31,6 +31,7 @@ import { runSweep } from "../lib/sweep/runner.ts";
 import { parseDevices } from "../lib/sweep/slots.ts";
 import { slurmScripts, writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
+import { statusTable, timeLeft } from "../lib/sweep/view.ts";
 import { loadConfigFile } from "../lib/train/config.ts";
 import { tinyRunConfig } from "./helpers.ts";
 
@@ -702,4 +703,33 @@ Deno.test("compact: a finished run keeps its weights and EMA, drops the optimise
   assertEquals([...f.stateDict.keys()].sort(), ["_train.ema.w", "w"]);
   assertEquals(f.metadata.train_state, "{}");
   assertEquals(await resolveCheckpoint(dir), `${dir}/checkpoint-last.safetensors`);
+});
+
+Deno.test("status: time left from the pace of the last epochs, a pending run's from runs like it", async () => {
+  const dir = await Deno.makeTempDir();
+  const runs = await fakeRuns(dir, [
+    { name: "slow-start" },
+    { name: "same" },
+    { name: "other", overrides: { img_size: 44 } },
+    { name: "done" },
+  ], 20);
+  const log = async (r: RunSpec, seconds: number[]) => {
+    await Deno.mkdir(r.dir, { recursive: true });
+    const lines = seconds.map((s, epoch) =>
+      JSON.stringify({ epoch, seconds: s, test_acc1: 10, best_acc1: 10 })
+    );
+    await Deno.writeTextFile(`${r.dir}/log.jsonl`, lines.join("\n") + "\n");
+  };
+  // 12 epochs: two slow ones first (a loaded machine), then 10 at 30 s: the pace is 30 s, not the mean.
+  await log(runs[0], [300, 300, ...Array(10).fill(30)]);
+  await log(runs[3], Array(20).fill(50));
+  const states = await Promise.all(runs.map((r) => runStatus(r.dir, 20)));
+  assertEquals(states.map((s) => s.state), ["partial", "pending", "pending", "done"]);
+  // "same" is like "slow-start" (model, data, size, batch, teacher, engines): the median pace of such runs
+  // (30 and 50) for its 20 epochs; "other" (44 px) is like none that has logged an epoch.
+  assertEquals(timeLeft(runs, states), [8 * 30, 20 * 40, null, 0]);
+  const { table } = await statusTable(runs);
+  assertStringIncludes(table, "~4m00s");
+  assertMatch(table, /g\/other .* \? /);
+  await Deno.remove(dir, { recursive: true });
 });

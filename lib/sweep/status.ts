@@ -22,6 +22,8 @@ export interface RunStatus {
   best: number;
   /** Training seconds logged so far. */
   seconds: number;
+  /** The median seconds of the last (up to 10) epochs logged: the run's pace now (NaN before the first). */
+  epochSeconds: number;
   /** A checkpoint to resume from exists. */
   checkpoint: boolean;
   /** The failure the sweep recorded (state "failed"). */
@@ -70,7 +72,17 @@ export async function runStatus(dir: string, epochs?: number): Promise<RunStatus
       if (j?.state === "failed") failure = j;
     } catch { /* ignore a torn file */ }
   }
-  const s: RunStatus = { state: "pending", epoch: -1, epochs, acc1: NaN, best: NaN, seconds: 0, checkpoint };
+  const s: RunStatus = {
+    state: "pending",
+    epoch: -1,
+    epochs,
+    acc1: NaN,
+    best: NaN,
+    seconds: 0,
+    epochSeconds: NaN,
+    checkpoint,
+  };
+  const paces: number[] = [];
   if (logText !== null) {
     s.state = "partial";
     for (const line of logText.split("\n")) {
@@ -83,17 +95,26 @@ export async function runStatus(dir: string, epochs?: number): Promise<RunStatus
       }
       if (typeof l.epoch !== "number") continue;
       s.epoch = l.epoch;
-      s.seconds += typeof l.seconds === "number" ? l.seconds : 0;
+      if (typeof l.seconds === "number") {
+        s.seconds += l.seconds;
+        paces.push(l.seconds);
+      }
       if (typeof l.test_acc1 === "number" && Number.isFinite(l.test_acc1)) s.acc1 = l.test_acc1;
       if (typeof l.best_acc1 === "number" && Number.isFinite(l.best_acc1)) s.best = l.best_acc1;
     }
     if (epochs !== undefined && s.epoch >= epochs - 1) s.state = "done";
+    if (paces.length) s.epochSeconds = median(paces.slice(-10));
   }
   if (failure && s.state !== "done") {
     s.state = "failed";
     s.failure = failure;
   }
   return s;
+}
+
+export function median(xs: number[]): number {
+  const v = [...xs].sort((a, b) => a - b), m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 /** Record a failed attempt in the run folder. */

@@ -6,7 +6,7 @@ import { fmtSeconds } from "../base/progress.ts";
 import { formatTable } from "../base/text_table.ts";
 import type { RunSpec } from "./grid.ts";
 import type { SweepEntry } from "./queue.ts";
-import { type RunStatus, runStatus } from "./status.ts";
+import { median, type RunStatus, runStatus } from "./status.ts";
 
 /** "3/10" (epochs done of the run's), "—" before the first. */
 export function epochCell(s: Pick<RunStatus, "epoch" | "epochs">): string {
@@ -77,11 +77,46 @@ export class SweepView {
   }
 }
 
-/** One row per run, read from the run folders: `deno task sweep status`. */
-export async function statusTable(runs: RunSpec[]): Promise<{ table: string; states: RunStatus[] }> {
+/**
+ * What decides an epoch's cost: runs that agree on these take about as long per epoch (another number of
+ * epochs, seed or recipe detail does not change it much).
+ */
+function costKey(r: RunSpec): string {
+  const c = r.config;
+  return JSON.stringify([c.model, c.dataset, c.train_limit, c.img_size, c.batch_size, c.teacher, c.workers]);
+}
+
+/**
+ * Seconds each run has left, from the pace of the epochs logged last (the median of up to 10): its own once it
+ * has logged an epoch, else the median pace of the runs with the same model, data, image size, batch, teacher
+ * and engines; null when no such run has logged one (0 when done). A pace measured while the machine did other
+ * work too is slower than a quiet one.
+ */
+export function timeLeft(runs: RunSpec[], states: RunStatus[]): (number | null)[] {
+  const paces = new Map<string, number[]>();
+  for (const [i, r] of runs.entries()) {
+    if (!Number.isFinite(states[i].epochSeconds)) continue;
+    paces.set(costKey(r), [...(paces.get(costKey(r)) ?? []), states[i].epochSeconds]);
+  }
+  return runs.map((r, i) => {
+    const s = states[i];
+    if (s.state === "done") return 0;
+    const left = (s.epochs ?? r.config.epochs) - (s.epoch + 1);
+    if (Number.isFinite(s.epochSeconds)) return left * s.epochSeconds;
+    const p = paces.get(costKey(r));
+    return p ? left * median(p) : null;
+  });
+}
+
+/** One row per run, read from the run folders, with the time each has left: `deno task sweep status`. */
+export async function statusTable(
+  runs: RunSpec[],
+): Promise<{ table: string; states: RunStatus[]; left: (number | null)[] }> {
   const states = await Promise.all(runs.map((r) => runStatus(r.dir, r.config.epochs)));
+  const left = timeLeft(runs, states);
   const rows = runs.map((r, i) => {
     const s = states[i];
+    const l = left[i];
     return [
       r.id,
       r.row.label ?? "",
@@ -91,11 +126,16 @@ export async function statusTable(runs: RunSpec[]): Promise<{ table: string; sta
       pct(s.best),
       pct(r.row.paper),
       elapsedCell(s.seconds),
+      l === null ? "?" : l > 0 ? `~${fmtSeconds(l)}` : "—",
       r.dir,
     ];
   });
   return {
-    table: formatTable(["run", "label", "state", "epoch", "acc1", "best", "paper", "time", "folder"], rows),
+    table: formatTable(
+      ["run", "label", "state", "epoch", "acc1", "best", "paper", "time", "left", "folder"],
+      rows,
+    ),
     states,
+    left,
   };
 }
