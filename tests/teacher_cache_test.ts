@@ -75,6 +75,19 @@ Deno.test("teacher cache: a miss computes and stores, a hit gives the same float
   assertEquals(redone.values, first.values);
   assertEquals((await run(xs)).cached, true);
   assertEquals((await files(dir)).length, 2); // no temporary file left behind
+  // A cache that cannot be written (its folder replaced by a file) still answers with the teacher's logits.
+  const blocked = `${dir}/blocked`;
+  const broken = new TeacherLogitCache(blocked, 10);
+  await Deno.remove(blocked);
+  await Deno.writeTextFile(blocked, "not a folder");
+  const x = tf.tensor4d(xs, [4, 32, 32, 3]);
+  for (let i = 0; i < 2; i++) {
+    const t = await broken.forBatch(teacher, x, xs);
+    const logits = t.predict(x);
+    assertEquals([t.cached, await logits.data()], [false, first.values]);
+    logits.dispose();
+  }
+  x.dispose();
   await Deno.remove(dir, { recursive: true });
 });
 

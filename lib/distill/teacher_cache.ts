@@ -11,9 +11,10 @@
  * teacher's identity — the model, the SHA-256 of its checkpoint and the engine that computes it (backend,
  * matmul kernel, fast or reference ops), since another engine rounds differently. A hit returns the very
  * floats the teacher gave, so a run with the cache trains exactly as one without it (tests/teacher_cache_test.ts).
- * Entries are written to a temporary name and renamed, so a reader sees a whole entry or none; one of the wrong
- * length is recomputed and rewritten. Nothing checks an entry's floats: the folder is a local cache, not input
- * from elsewhere — delete it (`.cache/teacher-logits/`) to start over.
+ * Entries are written to a temporary name and renamed, so a reader sees a whole entry or none; one that cannot
+ * be read or has the wrong length is recomputed and rewritten, and a cache that cannot be written (a full disk)
+ * says so once and stores nothing more — the run goes on. Nothing checks an entry's floats: the folder is a
+ * local cache, not input from elsewhere — delete it (`.cache/teacher-logits/`) to start over.
  */
 import { createHash } from "node:crypto";
 import * as tf from "@tensorflow/tfjs";
@@ -41,6 +42,7 @@ export class TeacherLogitCache {
   /** Batches answered from the cache, and computed (then stored), since the cache was opened. */
   hits = 0;
   misses = 0;
+  #unwritable = false;
 
   constructor(readonly dir: string, readonly numClasses: number) {
     Deno.mkdirSync(dir, { recursive: true });
@@ -87,20 +89,30 @@ export class TeacherLogitCache {
     let bytes: Uint8Array;
     try {
       bytes = Deno.readFileSync(path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      throw e;
+    } catch {
+      return undefined; // not stored yet, or unreadable: the teacher computes it
     }
     if (bytes.byteLength !== rows * this.numClasses * 4) return undefined;
     if (bytes.byteOffset % 4 !== 0) bytes = bytes.slice();
     return new Float32Array(bytes.buffer, bytes.byteOffset, rows * this.numClasses);
   }
 
+  /** Stores an entry; a failure (a full disk, a read-only folder) stops storing, with one line, not the run. */
   #write(path: string, logits: Float32Array): void {
-    const dir = path.slice(0, path.lastIndexOf("/"));
-    Deno.mkdirSync(dir, { recursive: true });
+    if (this.#unwritable) return;
     const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-    Deno.writeFileSync(tmp, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
-    Deno.renameSync(tmp, path);
+    try {
+      Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+      Deno.writeFileSync(tmp, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
+      Deno.renameSync(tmp, path);
+    } catch (e) {
+      this.#unwritable = true;
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* never written */ }
+      console.error(
+        `teacher cache: cannot write ${path} (${(e as Error).message}); no more entries are stored`,
+      );
+    }
   }
 }

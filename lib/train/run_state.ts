@@ -46,7 +46,10 @@ export interface EpochLog {
   train_unreadable?: number;
   /** Test images this evaluation could not read (left out of its figures); absent when none. */
   test_unreadable?: number;
-  /** With `teacher_cache`: steps of this epoch (since a resume, when it resumed mid-way) whose teacher logits came from the cache. */
+  /**
+   * With `teacher_cache`: steps of this epoch whose teacher logits came from the cache (counted since the
+   * resume when the epoch was resumed mid-way).
+   */
   teacher_cache_hits?: number;
   finished?: boolean;
 }

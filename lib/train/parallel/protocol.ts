@@ -34,7 +34,7 @@ export interface TeacherSpec {
   name: string;
   overrides: Record<string, unknown>;
   state: Record<string, Float32Array>;
-  /** Keep its logits in this cache folder, for other runs that show it the same batches (distill/teacher_cache.ts). */
+  /** Keep its logits in this folder for other runs that show it the same batches (distill/teacher_cache.ts). */
   cache?: { dir: string; numClasses: number };
 }
 
