@@ -23,7 +23,7 @@ import { scanImageFolder } from "../lib/data/imagefolder.ts";
 import { evaluate } from "../lib/train/evaluate.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { machineLine } from "../lib/base/machine.ts";
-import { claimsTable } from "../lib/report/claims.ts";
+import { claimsFigure, claimsTable } from "../lib/report/claims.ts";
 import { readRun } from "../lib/report/runs.ts";
 import {
   ablationFigure,
@@ -117,6 +117,7 @@ await runMain(async () => {
     saveFigure(f, `${out}/figures`, name).then((p) => written.push(p));
   await fig(ablationFigure(ablation), "ablation");
   await fig(await recipeCurves(ex.root), "recipe_curves");
+  await fig(await claimsFigure(ex.root), "claims");
 
   // 5. Throughput (Table 1/5 method) ----------------------------------------------------------------------
   if (!a["no-throughput"]) {

@@ -5,7 +5,7 @@
 import { assert, assertEquals } from "@std/assert";
 import { describeOverflow, overflowOf } from "../lib/report/figure_check.ts";
 import { REPO_ROOT } from "../lib/base/paths.ts";
-import { barChart, heatmapGrid, lineChart } from "../lib/report/plots.ts";
+import { barChart, differenceChart, heatmapGrid, lineChart } from "../lib/report/plots.ts";
 
 const ROOT = `${REPO_ROOT}/`;
 
@@ -57,6 +57,10 @@ Deno.test("the check sees a label cut off at the right edge, and the plot helper
       lineChart([{ name: long, x: [1, 2], y: [3, 4] }], { x: "epoch", y: "top-1", title: long + " " + long }),
       barChart([{ label: long + long, value: 50, group: "ours, a long group name" }], { x: "top-1" }),
       heatmapGrid([{ row: long, column: "class token", side: 2, values: [0, 1, 2, 3] }], { title: long }),
+      differenceChart([{ row: long, pair: "seed 0", value: -12.5 }], [{ row: long, value: 3.9 }, {
+        row: "pending",
+        value: 0.4,
+      }], { x: "difference in test top-1 (points; > 0: the paper's order)", refLabel: "paper", title: long }),
     ]
   ) assertEquals(describeOverflow(await overflowOf(f.data as string)), "");
 });

@@ -14,6 +14,7 @@ import { evalBatch, evaluateHead, loadRunModel, runTestSet } from "./analysis.ts
 import { fmtSeconds } from "../base/progress.ts";
 import { readRun, type RunRecord } from "./runs.ts";
 import type { Cell, ResultTable } from "./result_table.ts";
+import { type Difference, differenceChart, type Figure } from "./plots.ts";
 
 type Head = "cls" | "dist" | "both";
 
@@ -44,6 +45,8 @@ interface PairSpec {
   /** The arm the paper says is better, and the other. */
   better: Arm;
   worse: Arm;
+  /** The paper's difference (its better arm minus the other), in top-1 points. */
+  paperDiff: number;
   /** Runs that the comparison also cost (teachers; the other pairs of (a)), for the machine time. */
   alsoRuns?: string[];
   change: string;
@@ -56,6 +59,7 @@ const seeds = (grid: string, row: string) => SEEDS.map((s) => `${grid}/${row}-s$
 export const CLAIMS: PairSpec[] = [
   {
     id: "a",
+    paperDiff: 3.9,
     claim: "(a) DeiT's training recipe makes a ViT data-efficient (vs a plain recipe)",
     paper: "ViT-B trained on ImageNet-1k alone 77.9 → DeiT-B with the recipe 81.8",
     experiment:
@@ -74,6 +78,7 @@ export const CLAIMS: PairSpec[] = [
   },
   {
     id: "b",
+    paperDiff: 1.2,
     claim: "(b) hard distillation beats the usual soft distillation",
     paper: "DeiT-B: hard (class token) 83.0 vs soft 81.8",
     experiment: "deit_micro student, RegNetY-200MF teacher (accuracy-matched), 10k × 100 epochs, teacher " +
@@ -85,6 +90,7 @@ export const CLAIMS: PairSpec[] = [
   },
   {
     id: "c",
+    paperDiff: 0.4,
     claim: "(c) the distillation token beats distilling through the class token",
     paper: "DeiT-B⚗ 83.4 vs hard distillation through the class token 83.0 (no distillation 81.8)",
     experiment: "claims-distill/token-sN ((cls + dist)/2) vs hard-sN; the same teacher, 10k × 100 epochs",
@@ -95,6 +101,7 @@ export const CLAIMS: PairSpec[] = [
   },
   {
     id: "d",
+    paperDiff: 0.8,
     claim: "(d) a convnet teacher beats a transformer teacher of the same accuracy",
     paper: "DeiT-B⚗: RegNetY-8GF teacher (81.7) → 82.7 vs DeiT-B teacher (81.8) → 81.9",
     experiment:
@@ -107,6 +114,7 @@ export const CLAIMS: PairSpec[] = [
   },
   {
     id: "e",
+    paperDiff: 1.6,
     claim: "(e) pre-training transfers: fine-tuning beats training from scratch on a small target set",
     paper: "CIFAR-10: DeiT-B fine-tuned from ImageNet 99.1 vs from scratch 97.5",
     experiment:
@@ -120,6 +128,7 @@ export const CLAIMS: PairSpec[] = [
   },
   {
     id: "f",
+    paperDiff: 1.3,
     claim: "(f) fine-tuning at a higher resolution adds accuracy",
     paper: "DeiT-B 81.8 at 224 → 83.1 fine-tuned at 384",
     experiment:
@@ -330,8 +339,57 @@ export async function claimsTable(root: string): Promise<ResultTable> {
       { key: "change", title: "what would change it" },
     ],
     rows,
-    notes: [],
+    notes: [
+      "Figure: `figures/claims.svg` — each seed's difference (the paper's better arm minus the other) beside " +
+      "the paper's difference, per comparison.",
+    ],
   };
+}
+
+/** The comparisons the claims figure draws: each claim's pair, and (a)'s two other pairs. */
+function figurePairs(): { row: string; better: Arm; worse: Arm; paperDiff: number }[] {
+  const c = Object.fromEntries(CLAIMS.map((x) => [x.id, x]));
+  const pair = (id: string, row: string) => ({ row, ...c[id] });
+  return [
+    pair("a", "(a) DeiT − plain recipe: 2,500 images"),
+    {
+      row: "(a) the same: deit_micro, 10k images",
+      better: { label: "DeiT", runs: seeds("claims", "deit") },
+      worse: { label: "plain", runs: seeds("claims", "plain") },
+      paperDiff: c.a.paperDiff,
+    },
+    {
+      row: "(a) the same: all 60k images",
+      better: { label: "DeiT", runs: ["headline/fmnist-deit"] },
+      worse: { label: "plain", runs: ["headline/fmnist-vit-plain"] },
+      paperDiff: c.a.paperDiff,
+    },
+    pair("b", "(b) hard − soft distillation"),
+    pair("c", "(c) distillation token − class token"),
+    pair("d", "(d) convnet − transformer teacher"),
+    pair("e", "(e) fine-tuned − from scratch (digits)"),
+    pair("f", "(f) +10 epochs at 42 px − at 28 px"),
+  ];
+}
+
+/**
+ * results/figures/claims.svg: for each comparison, the difference per seed (the paper's better arm minus the
+ * other) beside the paper's difference; a row with no finished pair yet says "(pending)".
+ */
+export async function claimsFigure(root: string): Promise<Figure> {
+  const diffs: Difference[] = [], refs: { row: string; value: number }[] = [];
+  for (const p of figurePairs()) {
+    const b = await armResult(root, p.better), w = await armResult(root, p.worse);
+    const pairs = b.acc.flatMap((x, i) => (x !== null && w.acc[i] !== null ? [{ i, d: x - w.acc[i]! }] : []));
+    const row = pairs.length ? p.row : `${p.row} (pending)`;
+    for (const { i, d } of pairs) diffs.push({ row, pair: `seed ${i}`, value: d });
+    refs.push({ row, value: p.paperDiff });
+  }
+  return differenceChart(diffs, refs, {
+    x: "difference in test top-1 (points; > 0: the paper's order)",
+    title: "The paper's claims here: each seed's difference, and the paper's",
+    refLabel: "paper",
+  });
 }
 
 async function readMatch(root: string): Promise<string | null> {

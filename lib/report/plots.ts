@@ -74,8 +74,8 @@ function colourBar(
 }
 
 /** A row of colour swatches, one per group of a categorical colour scale, each with its name. */
-function swatches(o: { domain: string[] }): { svg: string; width: number; height: number } {
-  const scale = Plot.scale({ color: { type: "categorical", domain: o.domain } });
+function swatches(o: { domain: string[]; range?: string[] }): { svg: string; width: number; height: number } {
+  const scale = Plot.scale({ color: { type: "categorical", domain: o.domain, range: o.range } });
   let x = 8, body = "";
   for (const g of o.domain) {
     body += `<rect x="${x}" y="6" width="12" height="12" fill="${scale.apply(g)}"/>` +
@@ -90,7 +90,11 @@ function swatches(o: { domain: string[] }): { svg: string; width: number; height
  * asked (a ramp with its label and ticks), and the plot, stacked; the canvas is as wide as the widest of them.
  */
 function render(
-  options: Plot.PlotOptions & { legend?: Plot.ScaleOptions & { label?: string }; swatches?: string[] },
+  options: Plot.PlotOptions & {
+    legend?: Plot.ScaleOptions & { label?: string };
+    /** Colour swatches: the groups of the default categorical scale, or groups with their own colours. */
+    swatches?: string[] | { domain: string[]; range: string[] };
+  },
 ): Figure {
   const dom = parseHTML("<!DOCTYPE html><html><body></body></html>") as unknown as { document: unknown };
   const document = dom.document as Plot.PlotOptions["document"];
@@ -109,7 +113,7 @@ function render(
     });
   }
   if (legend) parts.push(colourBar(legend));
-  if (groups) parts.push(swatches({ domain: groups }));
+  if (groups) parts.push(swatches(Array.isArray(groups) ? { domain: groups } : groups));
   parts.push(plot);
   const width = Math.max(...parts.map((p) => p.width));
   let y = 0, body = "";
@@ -236,6 +240,67 @@ export function scatterChart(
       Plot.line(rows, { x: "x", y: "y", stroke: "group", z: "group", sort: "x" }),
       Plot.dot(rows, { x: "x", y: "y", stroke: "group", fill: "group", r: 4 }),
       Plot.text(rows, { x: "x", y: "y", text: "label", fill: "group", dy: -10, fontSize: 9 }),
+    ],
+  });
+}
+
+export interface Difference {
+  /** The comparison: one row each, top to bottom in order of appearance. */
+  row: string;
+  /** What the difference is of (e.g. "seed 0"): the dot's colour. */
+  pair: string;
+  value: number;
+}
+
+/** The colour of a reference value (the paper's). */
+const REF = "#d62728";
+
+/**
+ * Paired differences, one row per comparison (in the order of `refs`): a dot per pair (e.g. the seeds), their mean as a black tick, a
+ * reference value per row (e.g. the paper's) as a red diamond, and zero as a rule — a row whose dots all sit on
+ * one side of zero went the same way in every pair.
+ */
+export function differenceChart(
+  diffs: Difference[],
+  refs: { row: string; value: number }[],
+  o: { x: string; title?: string; refLabel: string },
+): Figure {
+  const rows = diffs.filter((d) => Number.isFinite(d.value));
+  const names = [...new Set([...refs.map((r) => r.row), ...diffs.map((d) => d.row)])];
+  const pairs = [...new Set(rows.map((d) => d.pair))].sort();
+  const means = names.map((row) => {
+    const v = rows.filter((d) => d.row === row).map((d) => d.value);
+    return { row, value: v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN };
+  }).filter((m) => Number.isFinite(m.value));
+  const all = [0, ...rows.map((d) => d.value), ...refs.map((r) => r.value)];
+  const domain: [number, number] = [Math.floor(Math.min(...all) - 1), Math.ceil(Math.max(...all) + 1)];
+  const marginLeft = Math.max(80, ...names.map((n) => textWidth(n) + 16));
+  const colours = {
+    domain: [...pairs, "mean", o.refLabel],
+    range: [
+      ...(Plot.scale({ color: { type: "categorical", domain: pairs } }).range as string[]).slice(
+        0,
+        pairs.length,
+      ),
+      "black",
+      REF,
+    ],
+  };
+  return render({
+    title: o.title,
+    swatches: colours,
+    width: marginLeft + 480 + 30,
+    height: 60 + 26 * names.length,
+    marginLeft,
+    marginRight: 30,
+    x: { label: o.x, grid: true, domain },
+    y: { domain: names, label: null },
+    color: { type: "categorical", ...colours },
+    marks: [
+      Plot.ruleX([0], { stroke: "#888" }),
+      Plot.dot(rows, { x: "value", y: "row", fill: "pair", r: 4, fillOpacity: 0.85 }),
+      Plot.tickX(means, { x: "value", y: "row", stroke: "black", strokeWidth: 2 }),
+      Plot.dot(refs, { x: "value", y: "row", symbol: "diamond", fill: REF, r: 5 }),
     ],
   });
 }
