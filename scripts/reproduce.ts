@@ -306,8 +306,43 @@ async function trainedEvals(
   return evals;
 }
 
+/**
+ * The notebooks run under the Jupyter kernel "deno", which is registered per user: another checkout's setup may
+ * have pointed it at its own Deno, since removed. Registers this Deno when the kernel runs another one.
+ */
+async function ensureDenoKernel(): Promise<void> {
+  let argv0: string | undefined;
+  try {
+    const out = await new Deno.Command("jupyter", {
+      args: ["kernelspec", "list", "--json"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    argv0 = JSON.parse(new TextDecoder().decode(out.stdout)).kernelspecs?.deno?.spec?.argv?.[0];
+  } catch {
+    return; // no jupyter: nbconvert's own error says so
+  }
+  const real = (p: string) => Deno.realPath(p).catch(() => null);
+  const [kernel, self] = [argv0 ? await real(argv0) : null, await real(Deno.execPath())];
+  if (kernel !== null && kernel === self) return;
+  console.log(
+    `the Jupyter kernel "deno" ${
+      argv0 ? `runs ${argv0}${kernel ? "" : " (missing)"}` : "is not registered"
+    }: registering this Deno (${Deno.execPath()})`,
+  );
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["jupyter", "--install", "--force"],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!r.success) {
+    throw new Error(`deno jupyter --install failed: ${new TextDecoder().decode(r.stderr).trim()}`);
+  }
+}
+
 /** The notebooks executed headless under the Deno kernel: in place (full) or into .cache/smoke/notebooks. */
 async function executeNotebooks(preset: Preset): Promise<void> {
+  await ensureDenoKernel();
   for (const nb of NOTEBOOKS) {
     const t = performance.now();
     const args = [
