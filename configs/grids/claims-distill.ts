@@ -16,7 +16,7 @@
  * The three arms of a seed with the convnet teacher see the same batches, so its logits are computed by the
  * first and read back by the others (`teacher_cache`, lib/distill/teacher_cache.ts; the numbers do not change).
  *
- *   deno task sweep --grid claims,claims-distill,headline
+ *   deno task sweep --grid headline,claims,claims-distill     # the longest run first
  */
 import { type Grid, type GridRow, SMOKE_RUN } from "../../lib/sweep/grid.ts";
 
