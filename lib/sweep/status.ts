@@ -112,6 +112,7 @@ export async function runStatus(dir: string, epochs?: number): Promise<RunStatus
   return s;
 }
 
+/** The median of `xs` (non-empty). */
 export function median(xs: number[]): number {
   const v = [...xs].sort((a, b) => a - b), m = v.length >> 1;
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
