@@ -260,13 +260,13 @@ export function blasThreadBudget(): number {
   return Number.isInteger(n) && n > 0 ? n : navigator.hardwareConcurrency;
 }
 
-/** Which matmul the wasm backend uses now: "blas (libopenblas.so.0: …)" or "xnnpack (why)". */
 /** What runs a backend's matrix products, as a record's field: `{ matmul }` where there is a choice (wasm: BLAS
  * or XNNPACK), `{}` elsewhere. */
 export function matmulKernel(backend: string): { matmul?: string } {
   return backend === "wasm" ? { matmul: wasmMatMul() } : {};
 }
 
+/** Which matmul the wasm backend uses now: "blas (libopenblas.so.0: …)" or "xnnpack (why)". */
 export function wasmMatMul(): string {
   const s = blasStatus();
   if (blasMatMulActive()) return `blas (${s.detail})`;

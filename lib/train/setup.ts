@@ -258,14 +258,11 @@ export async function setupRun(
   });
   const { model, teacher, teacherFile, mode } = await buildModels(cfg, data, o.say);
   const shapes = model.torchShapes();
+  const kernel = matmulKernel(backend.name);
   let teacherCache: string | undefined;
   if (teacher && teacherFile && cfg.teacher_cache) {
     // The engine is part of the teacher's identity: another backend, kernel or op set rounds differently.
-    const engine = {
-      backend: backend.name,
-      ...matmulKernel(backend.name),
-      ops: fastOps() ? "fast" : "reference",
-    };
+    const engine = { backend: backend.name, ...kernel, ops: fastOps() ? "fast" : "reference" };
     teacherCache = await teacherCacheDir(Deno.env.get("DEIT_TEACHER_CACHE") || repoPath(TEACHER_CACHE), {
       name: cfg.teacher,
       checkpoint: teacherFile,
@@ -278,7 +275,7 @@ export async function setupRun(
   const epochs = o.smoke ? 1 : cfg.epochs;
   const derived: Derived = {
     backend: backend.name,
-    ...matmulKernel(backend.name),
+    ...kernel,
     workers,
     num_classes: data.numClasses,
     img_size: data.imgSize,
