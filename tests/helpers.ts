@@ -7,6 +7,7 @@ import { trainStep } from "../lib/train/step.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 export { nchwToNhwc, relErr } from "../lib/models/parity.ts";
 import type { StateDict } from "../lib/io/tensor.ts";
+import type { EpochLog } from "../lib/train/run_state.ts";
 import { fromFileUrl } from "../lib/base/paths.ts";
 
 /** `shared/fixtures/reference/` beside the repository (CI lays shared/ next to the clone). */
@@ -97,4 +98,23 @@ export function tinyRunConfig(overrides: Record<string, unknown> = {}) {
       ...overrides,
     },
   };
+}
+
+const TRAIN_SCRIPT = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
+
+/** `scripts/train.ts args…` as a child process (NO_COLOR, output piped), with `env` added to its environment. */
+export function trainProcess(args: string[], env: Record<string, string> = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", TRAIN_SCRIPT, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** A run folder's log.jsonl, one object per epoch logged ([] when empty). */
+export async function readRunLog(dir: string): Promise<(EpochLog & Record<string, unknown>)[]> {
+  return (await Deno.readTextFile(`${dir}/log.jsonl`)).split("\n").filter((l) => l.trim()).map((l) =>
+    JSON.parse(l)
+  );
 }

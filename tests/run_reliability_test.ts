@@ -16,24 +16,15 @@ import {
 } from "../lib/io/train_state.ts";
 import { isNoSpace, LOCK_FILE, removeStaleTemps, RunLock } from "../lib/train/run_state.ts";
 import { TrainingError } from "../lib/train/setup.ts";
-import { fromFileUrl } from "../lib/base/paths.ts";
-import { tinyRunConfig } from "./helpers.ts";
+import { readRunLog, tinyRunConfig, trainProcess } from "./helpers.ts";
 
-const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const dec = new TextDecoder();
 
 /** 3 epochs of 3 steps, evaluated after each; a weights snapshot after each. */
 const tiny = tinyRunConfig({ snapshot_every: 1 });
 
-function train(args: string[], fault = "") {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", TRAIN, ...args],
-    env: { NO_COLOR: "1", DEIT_TEST_FAULT: fault },
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
+const train = (args: string[], fault = "") => trainProcess(args, { DEIT_TEST_FAULT: fault });
 
 /** Runs the trainer to its end; its exit code (137 when killed), signal and stderr. */
 async function run(args: string[], fault = "") {
@@ -42,8 +33,7 @@ async function run(args: string[], fault = "") {
 }
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
-const readLog = async (dir: string) =>
-  (await Deno.readTextFile(`${dir}/log.jsonl`)).split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+const readLog = readRunLog;
 const temporaries = async (dir: string) =>
   (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).filter((n) => /\.tmp-\d+$/.test(n));
 

@@ -33,11 +33,10 @@ import { slurmScripts, writeSlurm } from "../lib/sweep/slurm.ts";
 import { runStatus } from "../lib/sweep/status.ts";
 import { statusTable, timeLeft } from "../lib/sweep/view.ts";
 import { loadConfigFile } from "../lib/train/config.ts";
-import { tinyRunConfig } from "./helpers.ts";
+import { tinyRunConfig, trainProcess } from "./helpers.ts";
 
 const FAKE = fromFileUrl(new URL("./fixtures_sweep/fake_job.ts", import.meta.url));
 const TINY_GRID = fromFileUrl(new URL("./fixtures_sweep/tiny.ts", import.meta.url));
-const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const SWEEP = fromFileUrl(new URL("../scripts/sweep.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const dec = new TextDecoder();
@@ -467,12 +466,7 @@ Deno.test({
     const tiny = tinyRunConfig({ eval_limit: 32, epochs: 2 });
     await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(tiny));
     const train = (out: string, extra: string[] = []) =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", TRAIN, "--config", `${dir}/tiny.json`, "--out", out, ...extra],
-        env: { NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      });
+      trainProcess(["--config", `${dir}/tiny.json`, "--out", out, ...extra]);
     // The uninterrupted run and the interrupted one side by side (one engine each).
     const full = train(`${dir}/full`).output();
     const child = train(`${dir}/cut`).spawn();

@@ -11,10 +11,8 @@ import { buildModel } from "../lib/models/registry.ts";
 import { saveSafetensors } from "../lib/io/checkpoint.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
-import { fromFileUrl } from "../lib/base/paths.ts";
-import { tinyRunConfig, useBackend } from "./helpers.ts";
+import { readRunLog, tinyRunConfig, trainProcess, useBackend } from "./helpers.ts";
 
-const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 
 /** A teacher that counts its forward passes. */
@@ -140,16 +138,11 @@ Deno.test({
       });
     const train = async (name: string, cache: boolean) => {
       await Deno.writeTextFile(`${dir}/${name}.json`, JSON.stringify(student(cache)));
-      const r = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", TRAIN, "--config", `${dir}/${name}.json`, "--out", `${dir}/${name}`],
-        env: { NO_COLOR: "1", DEIT_TEACHER_CACHE: `${dir}/cache` },
-        stdout: "piped",
-        stderr: "piped",
+      const r = await trainProcess(["--config", `${dir}/${name}.json`, "--out", `${dir}/${name}`], {
+        DEIT_TEACHER_CACHE: `${dir}/cache`,
       }).output();
       assertEquals(r.code, 0, new TextDecoder().decode(r.stderr));
-      return (await Deno.readTextFile(`${dir}/${name}/log.jsonl`)).trim().split("\n").map((l) =>
-        JSON.parse(l)
-      );
+      return await readRunLog(`${dir}/${name}`);
     };
     // What may differ between the runs: times, and the cache's own count.
     const numbers = (log: Record<string, unknown>[]) =>

@@ -6,22 +6,13 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { ConfigError, DEFAULTS, parseOverrides, resolveConfig } from "../lib/train/config.ts";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
-import { fromFileUrl } from "../lib/base/paths.ts";
-import { tinyRunConfig } from "./helpers.ts";
+import { readRunLog, tinyRunConfig, trainProcess } from "./helpers.ts";
 
-const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 
 const tiny = tinyRunConfig({ workers: 2 });
 
-function train(args: string[]) {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", TRAIN, ...args],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
+const train = (args: string[]) => trainProcess(args);
 
 /** Start a run and SIGKILL it as soon as `ready()` (polled every 50 ms, 30 s at most). */
 async function killWhen(args: string[], ready: () => Promise<boolean>) {
@@ -35,8 +26,7 @@ async function killWhen(args: string[], ready: () => Promise<boolean>) {
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
 
-const readLog = async (dir: string) =>
-  (await Deno.readTextFile(`${dir}/log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+const readLog = readRunLog;
 
 Deno.test("config: unknown and mistyped keys are errors naming the key; overrides keep types", () => {
   assertThrows(
