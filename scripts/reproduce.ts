@@ -23,7 +23,7 @@ import { scanImageFolder } from "../lib/data/imagefolder.ts";
 import { evaluate } from "../lib/train/evaluate.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { machineLine } from "../lib/base/machine.ts";
-import { claimsFigure, claimsTable } from "../lib/report/claims.ts";
+import { claimsFigure, claimsTable, readmeClaimsBlock, withClaimsBlock } from "../lib/report/claims.ts";
 import { readRun } from "../lib/report/runs.ts";
 import {
   ablationFigure,
@@ -112,7 +112,9 @@ await runMain(async () => {
   await put(await teacherTable(ex.root));
   await put(await transferTable(ex.root));
   await put(await resolutionTable(ex.root));
-  await put(await claimsTable(ex.root));
+  const claims = await claimsTable(ex.root);
+  await put(claims);
+  if (preset === "full") await writeReadmeClaims(claims.rows);
   const fig = (f: Parameters<typeof saveFigure>[0], name: string) =>
     saveFigure(f, `${out}/figures`, name).then((p) => written.push(p));
   await fig(ablationFigure(ablation), "ablation");
@@ -146,6 +148,17 @@ await runMain(async () => {
     `reproduce --preset ${preset}: ${fmtSeconds((performance.now() - t0) / 1000, "words")} on ${machine}`,
   );
 });
+
+/** The README's claims block from the claims rows (results/claims.json's), laid out by `deno fmt`. */
+async function writeReadmeClaims(rows: Record<string, Cell>[]): Promise<void> {
+  const path = `${ROOT}README.md`;
+  await Deno.writeTextFile(path, withClaimsBlock(await Deno.readTextFile(path), readmeClaimsBlock(rows)));
+  const fmt = await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", path], stdout: "null" })
+    .output();
+  if (!fmt.success) {
+    throw new Error(`deno fmt README.md failed: ${new TextDecoder().decode(fmt.stderr).trim()}`);
+  }
+}
 
 /**
  * results/eval.{md,csv,json}: models through `deno task eval`'s path (buildModel + loadCheckpoint + evaluate on

@@ -196,6 +196,22 @@ Deno.test("claims: paired verdicts (every seed / the opposite in every seed / mi
   assertEquals(formatStats([null]), "—");
 });
 
+Deno.test("claims: the README's claims table says what results/claims.json says", async () => {
+  const { claimsBlockCells, readmeClaimsBlock, withClaimsBlock } = await import("../lib/report/claims.ts");
+  const rows = JSON.parse(await Deno.readTextFile(new URL("../results/claims.json", import.meta.url))).rows;
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const expected = claimsBlockCells(readmeClaimsBlock(rows));
+  assertEquals(expected.length, 2 + 7); // header, separator, claims (a)–(g)
+  assertEquals(claimsBlockCells(readme), expected, "README.md is stale: run deno task reproduce --no-train");
+  // Replacing the block keeps what is around it; a README without (or with two) blocks is refused.
+  const one = [{ claim: "(a) x", paper: "1", short: "2 | 3", verdict: "shown" }];
+  const doc = withClaimsBlock(`before\n${readmeClaimsBlock(rows)}\nafter`, readmeClaimsBlock(one));
+  assert(doc.startsWith("before\n") && doc.endsWith("\nafter"));
+  assertEquals(claimsBlockCells(doc)[2], ["(a) x", "1", "2 \\| 3", "shown"]);
+  assertThrows(() => withClaimsBlock("no block", "x"), Error, "exactly one claims block");
+  assertThrows(() => withClaimsBlock(doc + doc, "x"), Error, "exactly one claims block");
+});
+
 Deno.test("throughput: the batch search doubles while a doubling gains ≥ 3%, within what fits", async () => {
   const { searchBatch } = await import("../lib/report/throughput.ts");
   const curve: Record<number, number> = { 4: 50, 8: 60, 16: 63, 32: 64, 64: 70 };

@@ -14,6 +14,7 @@ import { evalBatch, evaluateHead, loadRunModel, runTestSet } from "./analysis.ts
 import { fmtSeconds } from "../base/progress.ts";
 import { readRun, type RunRecord } from "./runs.ts";
 import type { Cell, ResultTable } from "./result_table.ts";
+import { markdownTable } from "../base/text_table.ts";
 import { type Difference, differenceChart, type Figure } from "./plots.ts";
 
 type Head = "cls" | "dist" | "both";
@@ -211,6 +212,12 @@ export function formatStats(xs: (number | null)[], digits = 2): string {
   })`;
 }
 
+/** "mean (n)" over the finished seeds, or "—": the README's short form of formatStats. */
+function meanSeeds(xs: (number | null)[], digits = 2): string {
+  const s = stats(xs);
+  return s.n === 0 ? "—" : `${s.mean.toFixed(digits)} (${s.n})`;
+}
+
 /** The verdict of a paired comparison: the paper's order in every seed, the opposite in every seed, or mixed. */
 export function pairVerdict(better: (number | null)[], worse: (number | null)[], runs: number): string {
   const pairs = better.map((b, i) => [b, worse[i]]).filter(([b, w]) =>
@@ -283,6 +290,7 @@ export async function claimsTable(root: string): Promise<ResultTable> {
     }
     ours += plateauNote(b, w);
     const verdict = pairVerdict(b.acc, w.acc, c.better.runs.length + c.worse.runs.length);
+    const short = `${c.better.label} ${meanSeeds(b.acc)} vs ${c.worse.label} ${meanSeeds(w.acc)}`;
     if (c.id === "d") {
       const match = await readMatch(root);
       ours += match ? `; teachers ${match}` : "; teachers not matched yet";
@@ -292,6 +300,7 @@ export async function claimsTable(root: string): Promise<ResultTable> {
       paper: c.paper,
       experiment: c.experiment,
       ours,
+      short,
       verdict,
       machine_time: fmtSeconds(b.seconds + w.seconds + (c.alsoRuns ? await time(c.alsoRuns) : 0), "words"),
       change: c.change,
@@ -306,6 +315,7 @@ export async function claimsTable(root: string): Promise<ResultTable> {
     experiment: "claims-distill/token-sN: cosine of the two tokens on 256 test images, before block 1 and " +
       "after the last block",
     ours: `input ${formatStats(g.input, 3)} → last block ${formatStats(g.output, 3)}`,
+    short: `cosine ${meanSeeds(g.input, 3)} at the input → ${meanSeeds(g.output, 3)} after the last block`,
     verdict: gDone < SEEDS.length
       ? `pending (${gDone} of ${SEEDS.length} runs finished)`
       : gShown
@@ -344,6 +354,50 @@ export async function claimsTable(root: string): Promise<ResultTable> {
       "the paper's difference, per comparison.",
     ],
   };
+}
+
+/** The README's claims block: its first and last lines. */
+export const README_BEGIN =
+  "<!-- claims: written by `deno task reproduce` from results/claims.json; edit lib/report/claims.ts, not this -->";
+export const README_END = "<!-- /claims -->";
+
+/**
+ * The README's short table of the claims (claim, paper, ours in short, verdict), between README_BEGIN and
+ * README_END, from results/claims.json's rows: the README says what the file says, and nothing stronger.
+ */
+export function readmeClaimsBlock(rows: Record<string, Cell>[]): string {
+  const cell = (v: Cell) => String(v ?? "—");
+  const table = markdownTable(
+    ["claim", "paper", "ours (mean test top-1 %, seeds finished)", "verdict"],
+    rows.map((r) => [cell(r.claim), cell(r.paper), cell(r.short), cell(r.verdict)]),
+  );
+  return `${README_BEGIN}\n\n${table}\n\n${README_END}`;
+}
+
+/** Where `readme`'s claims block starts and ends; throws when the markers are missing or repeated. */
+function blockSpan(readme: string): [number, number] {
+  const begin = readme.indexOf(README_BEGIN), end = readme.indexOf(README_END);
+  if (begin < 0 || end < begin || readme.indexOf(README_BEGIN, begin + 1) >= 0) {
+    throw new Error(`README.md needs exactly one claims block (${README_BEGIN} … ${README_END})`);
+  }
+  return [begin, end + README_END.length];
+}
+
+/** `readme` with its claims block replaced by `block`. */
+export function withClaimsBlock(readme: string, block: string): string {
+  const [begin, end] = blockSpan(readme);
+  return readme.slice(0, begin) + block + readme.slice(end);
+}
+
+/**
+ * The cells of `readme`'s claims block, row by row, as text (padding and the separator's width dropped, so that
+ * a block laid out by `deno fmt` compares equal to the one readmeClaimsBlock wrote).
+ */
+export function claimsBlockCells(readme: string): string[][] {
+  const [begin, end] = blockSpan(readme);
+  return readme.slice(begin, end).split("\n").filter((l) => l.startsWith("|")).map((l) =>
+    l.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()).map((c) => (/^:?-+:?$/.test(c) ? "---" : c))
+  );
 }
 
 /** The comparisons the claims figure draws: each claim's pair, and (a)'s two other pairs. */
