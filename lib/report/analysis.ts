@@ -19,8 +19,11 @@ import type { RegNet } from "../regnet/model.ts";
 import { repoPath } from "../base/paths.ts";
 
 export interface LoadRunOptions {
-  /** "last" (the end of training, what the tables report) or "best" (best evaluated epoch). Default last. */
-  which?: "last" | "best";
+  /**
+   * "last" (the end of training, what the tables report), "best" (best evaluated epoch) or "matched" (a claims
+   * teacher's accuracy-matched weights, the ones its students learnt from). Default last.
+   */
+  which?: "last" | "best" | "matched";
   /** Load the exponential moving average of the weights instead (runs trained with `ema: true`). */
   ema?: boolean;
 }
@@ -114,6 +117,8 @@ export async function evalBatch(
 // ------------------------------------------------------------------------------------ distillation analyses
 
 export interface DistillAnalyses {
+  /** Which runs were analysed (DistillRuns.source). */
+  source: string;
   images: number;
   /** cos(class token, distillation token): input embeddings, then after each block. */
   similarity: { input: number; blocks: number[]; output: number };
@@ -123,25 +128,74 @@ export interface DistillAnalyses {
   attention: { grid: number; cls: Float32Array[]; dist: Float32Array[] | null; images: ImageU8[] };
 }
 
+/** The runs the distillation analyses read (folders under the runs root). */
+export interface DistillRuns {
+  source: string;
+  /** The convnet teacher, and the checkpoint of it that its students learnt from. */
+  teacher: string;
+  teacherCheckpoint: "last" | "matched";
+  /** The DeiT⚗ student (token similarity, attention). */
+  token: string;
+  /** The students of the agreement table: [name, folder]. */
+  students: [string, string][];
+}
+
+/** The converged claims students of seed 0 when they are finished, else the short distill grid's. */
+export const DISTILL_RUNS: DistillRuns[] = [
+  {
+    source: "seed 0 of the claims runs: claims/deit-s0, claims-distill/{soft,hard,token}-s0, taught by " +
+      "claims/teacher-regnet's accuracy-matched weights",
+    teacher: "claims/teacher-regnet",
+    teacherCheckpoint: "matched",
+    token: "claims-distill/token-s0",
+    students: [
+      ["no distillation", "claims/deit-s0"],
+      ["soft", "claims-distill/soft-s0"],
+      ["hard", "claims-distill/hard-s0"],
+      ["DeiT⚗", "claims-distill/token-s0"],
+    ],
+  },
+  {
+    source: "the short distill grid (12 epochs): recipe/deit, distill/{soft,hard,token}, taught by " +
+      "distill/teacher-regnet",
+    teacher: "distill/teacher-regnet",
+    teacherCheckpoint: "last",
+    token: "distill/token",
+    students: [
+      ["no distillation", "recipe/deit"],
+      ["soft", "distill/soft"],
+      ["hard", "distill/hard"],
+      ["DeiT⚗", "distill/token"],
+    ],
+  },
+];
+
 /**
- * Notebook 03's analyses of the distill grid's DeiT⚗ (`distill/token`) on the first `n` test images: token
- * similarity per block, agreement of every student with the RegNet teacher, attention maps. Null when a run
- * it needs is not finished.
+ * Notebook 03's analyses of a DeiT⚗ student on the first `n` test images: token similarity per block, agreement
+ * of every student with the convnet teacher, attention maps — from the first of `sets` whose runs are all
+ * finished (DISTILL_RUNS: the claims students, else the short grid's). Null when none is.
  */
-export async function distillAnalyses(root: string, n: number): Promise<DistillAnalyses | null> {
-  const dirs = {
-    teacher: `${root}/distill/teacher-regnet`,
-    token: `${root}/distill/token`,
-    students: [["no distillation", `${root}/recipe/deit`], ["soft", `${root}/distill/soft`], [
-      "hard",
-      `${root}/distill/hard`,
-    ], ["DeiT⚗", `${root}/distill/token`]] as const,
+export async function distillAnalyses(
+  root: string,
+  n: number,
+  sets: DistillRuns[] = DISTILL_RUNS,
+): Promise<DistillAnalyses | null> {
+  const finished = async (r: DistillRuns) => {
+    for (const d of [r.teacher, ...r.students.map((s) => s[1])]) {
+      if (!(await readRun(`${root}/${d}`))?.done) return false;
+    }
+    return true;
   };
-  for (const d of [dirs.teacher, ...dirs.students.map((s) => s[1])]) {
-    if (!(await readRun(d))?.done) return null;
+  let runs: DistillRuns | undefined;
+  for (const r of sets) {
+    if (await finished(r)) {
+      runs = r;
+      break;
+    }
   }
-  const { run, model: student } = await loadRunModel(dirs.token);
-  const { model: teacher } = await loadRunModel(dirs.teacher);
+  if (!runs) return null;
+  const { run, model: student } = await loadRunModel(`${root}/${runs.token}`);
+  const { model: teacher } = await loadRunModel(`${root}/${runs.teacher}`, { which: runs.teacherCheckpoint });
   const test = await runTestSet(run);
   const size = run.derived.img_size;
   const batch = await evalBatch(test, size, n);
@@ -150,8 +204,8 @@ export async function distillAnalyses(root: string, n: number): Promise<DistillA
     const vit = student as VisionTransformer;
     const similarity = await tokenSimilarity(vit, batch.x);
     const agreementRows: DistillAnalyses["agreement"] = [];
-    for (const [name, dir] of dirs.students) {
-      const { model } = await loadRunModel(dir);
+    for (const [name, dir] of runs.students) {
+      const { model } = await loadRunModel(`${root}/${dir}`);
       try {
         const a = await agreement(model as VisionTransformer, teacher as RegNet, batch.x);
         const pct = (v: number | null) => (v === null ? null : 100 * v);
@@ -164,6 +218,7 @@ export async function distillAnalyses(root: string, n: number): Promise<DistillA
     const images: ImageU8[] = [];
     for (let i = 0; i < 4; i++) images.push((await test.get(i)).image);
     return {
+      source: runs.source,
       images: batch.labels.length,
       similarity,
       agreement: agreementRows,
