@@ -435,7 +435,12 @@ export async function claimsFigure(root: string): Promise<Figure> {
   for (const p of figurePairs()) {
     const b = await armResult(root, p.better), w = await armResult(root, p.worse);
     const pairs = b.acc.flatMap((x, i) => (x !== null && w.acc[i] !== null ? [{ i, d: x - w.acc[i]! }] : []));
-    const row = pairs.length ? p.row : `${p.row} (pending)`;
+    const n = p.better.runs.length;
+    const row = pairs.length === n
+      ? p.row
+      : pairs.length
+      ? `${p.row} (${pairs.length} of ${n} seeds)`
+      : `${p.row} (pending)`;
     for (const { i, d } of pairs) diffs.push({ row, pair: `seed ${i}`, value: d });
     refs.push({ row, value: p.paperDiff });
   }
