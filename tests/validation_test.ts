@@ -30,12 +30,15 @@ import { isExpectedError } from "../lib/base/cli.ts";
 import { scanImageFolder } from "../lib/data/imagefolder.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
 import { OutOfMemoryError } from "../lib/train/memory.ts";
+import { RunNotFoundError } from "../lib/report/runs.ts";
+import { TeacherMatchError } from "../lib/report/teachers.ts";
 import { FASHION_MNIST_DIR } from "../lib/data/formats/mod.ts";
 import { useBackend } from "./helpers.ts";
 import { fromFileUrl } from "../lib/base/paths.ts";
 
 const TRAIN = fromFileUrl(new URL("../scripts/train.ts", import.meta.url));
 const EVAL = fromFileUrl(new URL("../scripts/eval.ts", import.meta.url));
+const MATCH = fromFileUrl(new URL("../scripts/match_teachers.ts", import.meta.url));
 const haveFmnist = await Deno.stat(FASHION_MNIST_DIR).then(() => true, () => false);
 const BASE = (await loadConfigFile("fmnist-10k")).config;
 
@@ -313,6 +316,8 @@ Deno.test("file-system errors are expected errors (one line), other errors are b
   assert(isExpectedError(new Error("No space left on device (os error 28)")));
   assert(isExpectedError(new ConfigError("x")));
   assert(isExpectedError(new DivergedError("x")));
+  assert(isExpectedError(new RunNotFoundError("x")));
+  assert(isExpectedError(new TeacherMatchError("x")));
   assert(!isExpectedError(new TypeError("Cannot read properties of undefined (reading 'dispose')")));
   assert(!isExpectedError(new RangeError("bad")));
 });
@@ -346,7 +351,7 @@ function assertOneLine(r: { code: number; lines: string[] }, want: string, progr
   assertStringIncludes(errors[0], want);
 }
 
-Deno.test("train and eval: bad flags, configs, paths and resumes are one line each (real spawns)", async () => {
+Deno.test("train, eval and match-teachers: bad flags, configs, paths and resumes are one line each (real spawns)", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/syntax.ts`, `export default { description: "x", config: { lr: 1 \n`);
@@ -358,7 +363,7 @@ Deno.test("train and eval: bad flags, configs, paths and resumes are one line ea
     await Deno.writeTextFile(`${dir}/run/checkpoint-last.safetensors`, "x");
     const train = (...a: string[]) => spawn(TRAIN, a);
     const cores = navigator.hardwareConcurrency;
-    const [lr, syntax, file, proc, workers, resume, predictions] = await Promise.all([
+    const [lr, syntax, file, proc, workers, resume, predictions, match] = await Promise.all([
       train("--config", "fmnist-10k", "--smoke", "--lr", "0x10"),
       train("--config", `${dir}/syntax.ts`, "--smoke"),
       train("--config", "fmnist-10k", "--smoke", "--out", `${dir}/a-file`),
@@ -375,6 +380,7 @@ Deno.test("train and eval: bad flags, configs, paths and resumes are one line ea
         "--predictions",
         "/nonexistent/dir/p.jsonl",
       ]),
+      spawn(MATCH, ["--root", `${dir}/none`]),
     ]);
     assertOneLine(lr, "--lr must be a positive number, written in decimal (like 0.004 or 4e-3); got '0x10'");
     assertOneLine(syntax, "syntax.ts does not parse (line 1");
@@ -390,6 +396,7 @@ Deno.test("train and eval: bad flags, configs, paths and resumes are one line ea
       predictions,
       "--predictions /nonexistent/dir/p.jsonl: the folder /nonexistent/dir does not exist",
     );
+    assertOneLine(match, `${dir}/none/claims/teacher-regnet: no run there`);
     // Nothing written or lost.
     assertEquals(await Deno.readTextFile(`${dir}/a-file`), "keep me");
     assertEquals(await Deno.readTextFile(`${dir}/run/checkpoint-last.safetensors`), "x");

@@ -50,6 +50,8 @@ const EXPECTED = [
   "ConfigError",
   "TrainingError",
   "DivergedError",
+  "RunNotFoundError",
+  "TeacherMatchError",
 ];
 
 /**

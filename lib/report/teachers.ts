@@ -21,6 +21,11 @@ export interface MatchChoice {
   gap: number;
 }
 
+/** Teachers that cannot be matched (not there, not finished, no snapshot): a one-line error for the scripts. */
+export class TeacherMatchError extends Error {
+  override name = "TeacherMatchError";
+}
+
 /** Test top-1 after `epochs` epochs (the log line of epoch index epochs − 1), when it was evaluated. */
 function accAfter(log: TeacherLog[], epochs: number): number | null {
   const l = log.find((x) => x.epoch === epochs - 1);
@@ -37,13 +42,15 @@ export function chooseMatch(
 ): MatchChoice {
   const final = (t: typeof a) => {
     const last = t.log[t.log.length - 1];
-    if (!last?.finished || !Number.isFinite(last.test_acc1 ?? NaN)) throw new Error(`${t.dir}: not finished`);
+    if (!last?.finished || !Number.isFinite(last.test_acc1 ?? NaN)) {
+      throw new TeacherMatchError(`${t.dir}: not finished`);
+    }
     return { epoch: last.epoch + 1, acc1: last.test_acc1! };
   };
   const fa = final(a), fb = final(b);
   const [strong, weak, fs, fw] = fa.acc1 >= fb.acc1 ? [a, b, fa, fb] : [b, a, fb, fa];
   if (!weak.snapshots.includes(fw.epoch)) {
-    throw new Error(`${weak.dir}: no snapshot of the final epoch ${fw.epoch}`);
+    throw new TeacherMatchError(`${weak.dir}: no snapshot of the final epoch ${fw.epoch}`);
   }
   let best: { epoch: number; acc1: number } | undefined;
   for (const e of [...strong.snapshots].sort((x, y) => x - y)) {
@@ -51,7 +58,7 @@ export function chooseMatch(
     if (acc === null) continue;
     if (!best || Math.abs(acc - fw.acc1) <= Math.abs(best.acc1 - fw.acc1)) best = { epoch: e, acc1: acc };
   }
-  if (!best) throw new Error(`${strong.dir}: no evaluated snapshot`);
+  if (!best) throw new TeacherMatchError(`${strong.dir}: no evaluated snapshot`);
   const teachers = [
     { dir: strong.dir, epoch: best.epoch, acc1: best.acc1, final_acc1: fs.acc1 },
     { dir: weak.dir, epoch: fw.epoch, acc1: fw.acc1, final_acc1: fw.acc1 },
@@ -62,7 +69,7 @@ export function chooseMatch(
 /** A teacher run's log (through the report's run reader) and the epochs it kept snapshots of. */
 async function readTeacher(dir: string) {
   const run = await readRun(dir);
-  if (!run) throw new Error(`${dir}: no run there`);
+  if (!run) throw new TeacherMatchError(`${dir}: no run there`);
   const snapshots: number[] = [];
   for await (const e of Deno.readDir(repoPath(dir))) {
     const m = e.name.match(/^checkpoint-epoch-(\d+)\.safetensors$/);
