@@ -106,13 +106,15 @@ async function printStatus(runs: RunSpec[], runsDir: string): Promise<void> {
   );
   const known = left.filter((l): l is number => l !== null).reduce((a, l) => a + l, 0);
   const unknown = left.filter((l) => l === null).length;
-  if (known > 0 || unknown > 0) {
+  const notEstimated = `${unknown} run(s) like none that has logged an epoch yet ("?")`;
+  if (known > 0) {
     console.log(
-      `left: ~${fmtSeconds(known, "words")} of run time (one slot each)` +
-        (unknown ? `, and ${unknown} run(s) like none that has logged an epoch yet ("?")` : "") +
-        "; estimated from the seconds per epoch logged so far",
+      `left: ~${
+        fmtSeconds(known, "words")
+      } of run time (one slot each), estimated from the seconds per epoch ` +
+        `logged so far` + (unknown ? `; not estimated: ${notEstimated}` : ""),
     );
-  }
+  } else if (unknown > 0) console.log(`left: not estimated: ${notEstimated}`);
   for (const [i, s] of states.entries()) {
     if (s.failure) console.log(`\n${runs[i].id} failed (exit ${s.failure.code}):\n${s.failure.tail}`);
   }
