@@ -55,3 +55,25 @@ Deno.test("agreement of a model with itself is 1 for every head; rollout rows ar
   x.dispose();
   m.dispose();
 });
+
+Deno.test("the agreement table puts the paper's Table 4 beside each head it has, and nothing where it has none", async () => {
+  const { agreementTable } = await import("../lib/report/analysis.ts");
+  const t = agreementTable({
+    source: "test",
+    images: 4,
+    similarity: { input: 0, blocks: [], output: 0 },
+    agreement: [
+      { student: "no distillation", cls: 50, dist: null, both: null },
+      { student: "soft", cls: 75, dist: null, both: null },
+      { student: "DeiT⚗", cls: 25, dist: 100, both: 75 },
+    ],
+    attention: { grid: 1, cls: [], dist: null, images: [] },
+  });
+  const cells = t.rows.map((r) => [r.cls, r.paper_cls, r.dist, r.paper_dist, r.both, r.paper_both]);
+  assertEquals(cells, [
+    [50, 86.7, null, null, null, null], // 1 − 0.133
+    [75, null, null, null, null, null], // not in Table 4
+    [25, 88.8, 100, 90.0, 75, 89.8], // 1 − 0.112, 0.100, 0.102
+  ]);
+  assertEquals(t.columns.filter((c) => c.title === "paper").length, 3);
+});
