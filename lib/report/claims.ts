@@ -291,10 +291,10 @@ export async function claimsTable(root: string): Promise<ResultTable> {
         `(${pairVerdict(microD.acc, microP.acc, 6)})`;
       const full = await armResult(root, { label: "DeiT recipe", runs: ["headline/fmnist-deit"] });
       const plain = await armResult(root, { label: "plain", runs: ["headline/fmnist-vit-plain"] });
-      const unfinished = (r: ArmResult) => (r.done ? formatStats(r.acc) : "not finished yet");
-      ours += `. All 60k images × 100 epochs (deit_mini_patch4_28, 1 seed): DeiT ${
-        unfinished(full)
-      } vs plain ${unfinished(plain)}`;
+      const result = (r: ArmResult) => (r.done ? formatStats(r.acc) : "not finished yet");
+      ours += `. All 60k images × 100 epochs (deit_mini_patch4_28, 1 seed): DeiT ${result(full)} vs plain ${
+        result(plain)
+      }`;
     }
     ours += plateauNote(b, w);
     const verdict = pairVerdict(b.acc, w.acc, c.better.runs.length + c.worse.runs.length);
