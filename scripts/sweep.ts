@@ -108,11 +108,10 @@ async function printStatus(runs: RunSpec[], runsDir: string): Promise<void> {
   const unknown = left.filter((l) => l === null).length;
   const notEstimated = `${unknown} run(s) like none that has logged an epoch yet ("?")`;
   if (known > 0) {
+    const estimate = fmtSeconds(known, "words");
     console.log(
-      `left: ~${
-        fmtSeconds(known, "words")
-      } of run time (one slot each), estimated from the seconds per epoch ` +
-        `logged so far` + (unknown ? `; not estimated: ${notEstimated}` : ""),
+      `left: ~${estimate} of run time (one slot each), estimated from the seconds per epoch logged so far` +
+        (unknown ? `; not estimated: ${notEstimated}` : ""),
     );
   } else if (unknown > 0) console.log(`left: not estimated: ${notEstimated}`);
   for (const [i, s] of states.entries()) {
