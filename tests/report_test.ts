@@ -196,6 +196,30 @@ Deno.test("claims: paired verdicts (every seed / the opposite in every seed / mi
   assertEquals(formatStats([null]), "—");
 });
 
+Deno.test("claims: the table from run folders — verdicts per row, pending rows, the undistilled twins beside (b)", async () => {
+  const { claimsTable } = await import("../lib/report/claims.ts");
+  const root = await Deno.makeTempDir();
+  for (const s of [0, 1, 2]) {
+    await fakeRun(`${root}/claims-distill/hard-s${s}`, [70, 80 + s]);
+    await fakeRun(`${root}/claims-distill/soft-s${s}`, [70, 79 + s]);
+    await fakeRun(`${root}/claims/deit-s${s}`, [70, 74]);
+    if (s < 2) await fakeRun(`${root}/claims/plain-s${s}`, [70, 82]);
+  }
+  await fakeRun(`${root}/claims/deit-2k5-s0`, [70, 80], 3); // unfinished
+  const rows = (await claimsTable(root)).rows;
+  assertEquals(rows.map((r) => String(r.claim).slice(1, 2)).join(""), "abcdefg");
+  const b = rows[1];
+  assertEquals(b.verdict, "shown");
+  assertStringIncludes(String(b.ours), "hard 81.00 ± 1.00 (3 seeds, 80.00–82.00)");
+  assertStringIncludes(String(b.ours), "difference 1.00 ± 0.00 (3 seeds, 1.00–1.00)");
+  assertStringIncludes(String(b.ours), "no teacher, DeiT recipe (claims/deit-sN) 74.00 ± 0.00 (3 seeds");
+  assertStringIncludes(String(b.ours), "no teacher, plain recipe (claims/plain-sN) 82.00 ± 0.00 (2 seeds");
+  assertEquals(b.machine_time, fmtSeconds(6 * 120, "words")); // the six students; the twins count under (a)
+  assertEquals(rows[0].verdict, "pending (0 of 6 runs finished)");
+  assertEquals(rows[2].verdict, "pending (3 of 6 runs finished)"); // hard done, token not started
+  assertEquals(rows[6].verdict, "pending (0 of 3 runs finished)");
+});
+
 Deno.test("claims: the README's claims table says what results/claims.json says", async () => {
   const { claimsBlockCells, readmeClaimsBlock, withClaimsBlock } = await import("../lib/report/claims.ts");
   const rows = JSON.parse(await Deno.readTextFile(new URL("../results/claims.json", import.meta.url))).rows;

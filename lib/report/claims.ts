@@ -50,11 +50,19 @@ interface PairSpec {
   paperDiff: number;
   /** Runs that the comparison also cost (teachers; the other pairs of (a)), for the machine time. */
   alsoRuns?: string[];
+  /** Arms reported beside the comparison for scale (already costed by another row). */
+  references?: Arm[];
   change: string;
 }
 
 const SEEDS = [0, 1, 2];
 const seeds = (grid: string, row: string) => SEEDS.map((s) => `${grid}/${row}-s${s}`);
+
+/** The students' undistilled twins (claim (a)'s deit_micro pair): does a teacher help at all here? */
+const NO_TEACHER: Arm[] = [
+  { label: "no teacher, DeiT recipe (claims/deit-sN)", runs: seeds("claims", "deit") },
+  { label: "no teacher, plain recipe (claims/plain-sN)", runs: seeds("claims", "plain") },
+];
 
 /** The comparisons of claims (a)–(f). */
 export const CLAIMS: PairSpec[] = [
@@ -90,6 +98,7 @@ export const CLAIMS: PairSpec[] = [
     better: { label: "hard", runs: seeds("claims-distill", "hard") },
     worse: { label: "soft (τ 3)", runs: seeds("claims-distill", "soft") },
     alsoRuns: ["claims/teacher-regnet"],
+    references: NO_TEACHER,
     change: "a teacher as close to its student as the paper's (RegNetY-16GF, 82.9, is 1.1 points above " +
       "DeiT-B; ours is several points above the undistilled deit_micro), and more seeds",
   },
@@ -102,6 +111,7 @@ export const CLAIMS: PairSpec[] = [
     better: { label: "DeiT⚗ (cls+dist)/2", runs: seeds("claims-distill", "token"), head: "both" },
     worse: { label: "class-token hard", runs: seeds("claims-distill", "hard") },
     alsoRuns: ["claims/teacher-regnet"],
+    references: NO_TEACHER,
     change: "more seeds: the paper's margin is 0.4 points",
   },
   {
@@ -297,6 +307,9 @@ export async function claimsTable(root: string): Promise<ResultTable> {
       }`;
     }
     ours += plateauNote(b, w);
+    for (const ref of c.references ?? []) {
+      ours += `; for scale, ${ref.label} ${formatStats((await armResult(root, ref)).acc)}`;
+    }
     const verdict = pairVerdict(b.acc, w.acc, c.better.runs.length + c.worse.runs.length);
     const short = `${c.better.label} ${meanSeeds(b.acc)} vs ${c.worse.label} ${meanSeeds(w.acc)}`;
     if (c.id === "d") {
