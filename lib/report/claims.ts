@@ -307,9 +307,11 @@ export async function claimsTable(root: string): Promise<ResultTable> {
       }`;
     }
     ours += plateauNote(b, w);
+    const refs = [];
     for (const ref of c.references ?? []) {
-      ours += `; for scale, ${ref.label} ${formatStats((await armResult(root, ref)).acc)}`;
+      refs.push(`${ref.label} ${formatStats((await armResult(root, ref)).acc)}`);
     }
+    if (refs.length) ours += `; for scale: ${refs.join("; ")}`;
     const verdict = pairVerdict(b.acc, w.acc, c.better.runs.length + c.worse.runs.length);
     const short = `${c.better.label} ${meanSeeds(b.acc)} vs ${c.worse.label} ${meanSeeds(w.acc)}`;
     if (c.id === "d") {
