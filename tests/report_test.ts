@@ -206,7 +206,14 @@ Deno.test("claims: the table from run folders — verdicts per row, pending rows
     if (s < 2) await fakeRun(`${root}/claims/plain-s${s}`, [70, 82]);
   }
   await fakeRun(`${root}/claims/deit-2k5-s0`, [70, 80], 3); // unfinished
+  await fakeRun(`${root}/headline/fmnist-deit`, [70, 90.5]);
+  await fakeRun(`${root}/headline/fmnist-vit-plain`, [70, 92]);
   const rows = (await claimsTable(root)).rows;
+  // (a)'s 60k pair: one seed, reported beside the verdict (which comes from the 2,500-image pair alone).
+  assertStringIncludes(
+    String(rows[0].ours),
+    "DeiT 90.50 (1 seed) vs plain 92.00 (1 seed), difference -1.50 (one seed: not counted in the verdict)",
+  );
   assertEquals(rows.map((r) => String(r.claim).slice(1, 2)).join(""), "abcdefg");
   const b = rows[1];
   assertEquals(b.verdict, "shown");
