@@ -259,3 +259,24 @@ Deno.test("throughput: the batch search doubles while a doubling gains ≥ 3%, w
     1,
   );
 });
+
+Deno.test("claims (d): the teachers' match is read from a root relative to the repository, from any cwd", async () => {
+  const { claimsTable } = await import("../lib/report/claims.ts");
+  // Notebooks run in notebooks/ and pass "results/runs": every path must resolve from the repository root.
+  const rel = `.cache/claims-test-${crypto.randomUUID()}`;
+  const abs = new URL(`../${rel}`, import.meta.url).pathname;
+  await Deno.mkdir(`${abs}/claims/teacher-regnet`, { recursive: true });
+  await Deno.writeTextFile(
+    `${abs}/claims/teacher-regnet/teacher-match.json`,
+    JSON.stringify({ teachers: [{ dir: "x/teacher-regnet", epoch: 30, acc1: 81.28 }], gap: 0.46 }),
+  );
+  const cwd = Deno.cwd();
+  Deno.chdir(new URL(".", import.meta.url).pathname);
+  try {
+    const d = (await claimsTable(rel)).rows[3];
+    assertStringIncludes(String(d.ours), "teachers teacher-regnet 81.28 (after 30 epochs), gap 0.46");
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(abs, { recursive: true });
+  }
+});

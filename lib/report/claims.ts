@@ -13,6 +13,7 @@ import { tokenSimilarity } from "../distill/analysis.ts";
 import { evalBatch, evaluateHead, loadRunModel, runTestSet } from "./analysis.ts";
 import { fmtSeconds } from "../base/progress.ts";
 import { readRun, type RunRecord } from "./runs.ts";
+import { repoPath } from "../base/paths.ts";
 import type { Cell, ResultTable } from "./result_table.ts";
 import { markdownTable } from "../base/text_table.ts";
 import { type Difference, differenceChart, type Figure } from "./plots.ts";
@@ -485,7 +486,7 @@ export async function claimsFigure(root: string): Promise<Figure> {
 
 async function readMatch(root: string): Promise<string | null> {
   try {
-    const j = JSON.parse(await Deno.readTextFile(`${root}/claims/teacher-regnet/teacher-match.json`));
+    const j = JSON.parse(await Deno.readTextFile(repoPath(root, "claims/teacher-regnet/teacher-match.json")));
     return (j.teachers as { dir: string; epoch: number; acc1: number }[])
       .map((t) => `${t.dir.split("/").pop()} ${t.acc1.toFixed(2)} (after ${t.epoch} epochs)`)
       .join(", ") + `, gap ${j.gap.toFixed(2)}`;
